@@ -1,0 +1,1 @@
+"""The saga participants (sale, inventory, payment) and the runtime they share."""

@@ -1,0 +1,224 @@
+"""The event contract: the one definition of subjects, event types and event bodies.
+
+Both the participant daemons and the `sagactl` CLI import this module; nothing else defines
+what travels on the `SAGA` stream. A new participant adds its own event types with
+`register_event_type` instead of editing this file.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator
+
+STREAM = "SAGA"
+SUBJECT_ROOT = "saga"
+STREAM_SUBJECTS = [f"{SUBJECT_ROOT}.>"]
+DEAD_LETTER_STREAM = "SAGA_DLQ"
+DEAD_LETTER_SUBJECT_ROOT = "sagadlq"
+# Control requests (state, submit, ping) travel outside `saga.>` so they never enter the history.
+CONTROL_ROOT = "sagactl"
+
+CREATED_SALE = "CREATED_SALE"
+UPDATED_INVENTORY = "UPDATED_INVENTORY"
+ROLLBACK_INVENTORY = "ROLLBACK_INVENTORY"
+VALIDATED_PAYMENT = "VALIDATED_PAYMENT"
+FAILED_PAYMENT = "FAILED_PAYMENT"
+FINALIZED_SALE = "FINALIZED_SALE"
+CANCELED_SALE = "CANCELED_SALE"
+
+# Event type -> subject. The seed's five names plus the two terminal events of the sale service.
+SUBJECTS: dict[str, str] = {
+    CREATED_SALE: "saga.sale.created",
+    UPDATED_INVENTORY: "saga.inventory.updated",
+    ROLLBACK_INVENTORY: "saga.inventory.rolledback",
+    VALIDATED_PAYMENT: "saga.payment.validated",
+    FAILED_PAYMENT: "saga.payment.failed",
+    FINALIZED_SALE: "saga.sale.finalized",
+    CANCELED_SALE: "saga.sale.canceled",
+}
+TERMINAL_TYPES = frozenset({FINALIZED_SALE, CANCELED_SALE})
+# Events that undo or end a saga that failed; views colour them as such.
+FAILURE_TYPES = frozenset({FAILED_PAYMENT, ROLLBACK_INVENTORY, CANCELED_SALE})
+
+REASON_OUT_OF_STOCK = "out of stock"
+REASON_UNKNOWN_PRODUCT = "unknown product"
+REASON_INSUFFICIENT_BALANCE = "insufficient balance"
+REASON_UNKNOWN_USER = "unknown user"
+
+MONEY_PLACES = Decimal("0.01")
+MAX_MONEY = Decimal("9999999999.99")
+
+
+class ContractError(ValueError):
+    """An event body or sale request that does not follow the contract."""
+
+
+def register_event_type(event_type: str, subject: str) -> None:
+    """Add an event type of a new participant; its subject must live under `saga.`."""
+    if not subject.startswith(f"{SUBJECT_ROOT}.") or any(c in subject for c in " *>"):
+        raise ContractError(f"subject {subject!r} must be a concrete subject under '{SUBJECT_ROOT}.'")
+    known = SUBJECTS.get(event_type)
+    if known is not None and known != subject:
+        raise ContractError(f"event type {event_type} is already bound to {known}")
+    SUBJECTS[event_type] = subject
+
+
+def subject_for(event_type: str) -> str:
+    try:
+        return SUBJECTS[event_type]
+    except KeyError:
+        raise ContractError(f"unknown event type {event_type!r}") from None
+
+
+def type_for_subject(subject: str) -> str | None:
+    for event_type, known in SUBJECTS.items():
+        if known == subject:
+            return event_type
+    return None
+
+
+def parse_money(raw: Any) -> Decimal:
+    """Exact money: a decimal with at most two places, never a float."""
+    if isinstance(raw, float):
+        raise ContractError("money must be a decimal string, not a float")
+    try:
+        value = Decimal(str(raw).strip())
+    except InvalidOperation:
+        raise ContractError(f"{raw!r} is not a decimal amount") from None
+    if not value.is_finite():
+        raise ContractError(f"{raw!r} is not a decimal amount")
+    if value < 0:
+        raise ContractError(f"amount {raw} is negative")
+    if value != value.quantize(MONEY_PLACES):
+        raise ContractError(f"amount {raw} has more than two decimal places")
+    if value > MAX_MONEY:
+        raise ContractError(f"amount {raw} is too large")
+    return value.quantize(MONEY_PLACES)
+
+
+def to_cents(value: Decimal) -> int:
+    return int(value * 100)
+
+
+def from_cents(cents: int) -> Decimal:
+    return (Decimal(cents) / 100).quantize(MONEY_PLACES)
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+class Sale(BaseModel):
+    """What a saga is about: the fields every event of it carries."""
+
+    model_config = ConfigDict(frozen=True)
+
+    product_id: int = Field(ge=1)
+    user_id: int = Field(ge=1)
+    value: Decimal
+    quantity: int = Field(ge=1)
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _exact_money(cls, raw: Any) -> Decimal:
+        return parse_money(raw)
+
+    @field_serializer("value")
+    def _money_as_string(self, value: Decimal) -> str:
+        return f"{value:.2f}"
+
+
+class Event(Sale):
+    """One event on the `SAGA` stream. Extra fields of new participants' events are kept."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    type: str
+    event_id: str = Field(min_length=1, max_length=64)
+    sale_id: int = Field(ge=1)
+    producer: str
+    occurred_at: str
+    reason: str | None = None
+
+    @property
+    def subject(self) -> str:
+        return subject_for(self.type)
+
+    @property
+    def sale(self) -> Sale:
+        return Sale(product_id=self.product_id, user_id=self.user_id, value=self.value, quantity=self.quantity)
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
+
+    def follow(self, event_type: str, producer: str, reason: str | None = None, **extra: Any) -> "Event":
+        """The next event of the same saga, caused by this one."""
+        return Event(
+            type=event_type,
+            event_id=new_event_id(),
+            sale_id=self.sale_id,
+            product_id=self.product_id,
+            user_id=self.user_id,
+            value=self.value,
+            quantity=self.quantity,
+            producer=producer,
+            occurred_at=utc_now(),
+            reason=reason,
+            **extra,
+        )
+
+
+def new_event(event_type: str, sale_id: int, sale: Sale, producer: str, reason: str | None = None) -> Event:
+    return Event(
+        type=event_type,
+        event_id=new_event_id(),
+        sale_id=sale_id,
+        producer=producer,
+        occurred_at=utc_now(),
+        reason=reason,
+        **sale.model_dump(),
+    )
+
+
+def parse_event(data: bytes) -> Event:
+    """Decode an event body; raise ContractError with a one-line reason when it is malformed."""
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ContractError(f"malformed JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ContractError("event body is not a JSON object")
+    try:
+        event = Event.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise ContractError(f"invalid event field {where}: {first['msg']}") from None
+    if event.type not in SUBJECTS:
+        raise ContractError(f"unknown event type {event.type!r}")
+    return event
+
+
+def parse_sale(product_id: Any, user_id: Any, value: Any, quantity: Any) -> Sale:
+    """Validate a sale request (from the CLI, a scenario or a submit request)."""
+    try:
+        return Sale(product_id=product_id, user_id=user_id, value=value, quantity=quantity)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "sale"
+        message = first["msg"].removeprefix("Value error, ")
+        raise ContractError(f"{where}: {message}") from None
+
+
+def control_subject(participant: str, verb: str) -> str:
+    """Request/reply subject of a participant's control endpoint (state, ping, submit)."""
+    return f"{CONTROL_ROOT}.{participant}.{verb}"

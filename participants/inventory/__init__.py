@@ -1,0 +1,13 @@
+"""The inventory service: reserves stock for a sale and gives it back when payment fails."""
+
+from participants.contract import CREATED_SALE, FAILED_PAYMENT
+from participants.inventory.handlers import on_created_sale, on_failed_payment
+from participants.inventory.models import Inventory, seed_rows
+from participants.runtime import Participant
+
+participant = Participant(
+    name="inventory",
+    tables=[Inventory],
+    handlers={CREATED_SALE: on_created_sale, FAILED_PAYMENT: on_failed_payment},
+    seed=seed_rows,
+)

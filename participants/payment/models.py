@@ -1,0 +1,28 @@
+"""The payment service's tables and its seed row (user 1 "userTest", balance 100.00)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlmodel import Field, SQLModel
+
+from participants.runtime import Money
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=255)
+    balance: Decimal = Field(sa_type=Money)
+
+
+class Payment(SQLModel, table=True):
+    __tablename__ = "payments"
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(index=True)
+    sale_id: int = Field(unique=True)
+    value: Decimal = Field(sa_type=Money)
+
+
+def seed_rows() -> list[User]:
+    return [User(id=1, name="userTest", balance=Decimal("100.00"))]

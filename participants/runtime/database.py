@@ -1,0 +1,135 @@
+"""A participant's database: engine settings, the runtime's own tables, rows as plain data.
+
+SQLite is the default (one file per participant). Its settings are what make replicas of one
+participant safe on one file: WAL so readers never block the writer, a busy timeout so a second
+writer waits instead of failing, and `BEGIN IMMEDIATE` so a transaction takes the write lock
+before it reads the rows it will change.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Iterable
+
+from sqlalchemy import BigInteger, Engine, LargeBinary, event, inspect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, Session, SQLModel, create_engine, select
+
+from participants.contract import MONEY_PLACES, from_cents, to_cents
+
+
+class Money(TypeDecorator):
+    """Exact money stored as whole cents, read back as a two-place Decimal on every backend."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | int | None, dialect: Any) -> int | None:
+        if value is None:
+            return None
+        return to_cents(Decimal(value).quantize(MONEY_PLACES))
+
+    def process_result_value(self, value: int | None, dialect: Any) -> Decimal | None:
+        return None if value is None else from_cents(value)
+
+
+class InboxEntry(SQLModel, table=True):
+    """An event this participant has applied; its presence makes a redelivery a no-op."""
+
+    __tablename__ = "saga_inbox"
+    event_id: str = Field(primary_key=True, max_length=64)
+    event_type: str = Field(max_length=64)
+    sale_id: int
+    handled_at: datetime
+
+
+class OutboxEntry(SQLModel, table=True):
+    """An event decided in a handler's transaction, published by the relay after the commit."""
+
+    __tablename__ = "saga_outbox"
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(unique=True, max_length=64)
+    subject: str = Field(max_length=255)
+    payload: bytes = Field(sa_type=LargeBinary)
+    created_at: datetime
+    sent_at: datetime | None = Field(default=None, index=True)
+
+
+class RuntimeMeta(SQLModel, table=True):
+    """Small facts the runtime keeps about its database (for instance: seed rows inserted)."""
+
+    __tablename__ = "saga_meta"
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(max_length=255)
+
+
+RUNTIME_TABLES = (InboxEntry, OutboxEntry, RuntimeMeta)
+
+
+def utc_datetime() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def make_engine(url: str, synchronous: str = "NORMAL") -> Engine:
+    """Create the engine for a participant database URL (SQLite tuned for one writer at a time)."""
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" below issue BEGIN IMMEDIATE instead of pysqlite's lazy BEGIN.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def create_schema(engine: Engine, tables: Iterable[type[SQLModel]]) -> None:
+    """Create the runtime's tables and the participant's own; existing tables are kept."""
+    wanted = [*RUNTIME_TABLES, *tables]
+    SQLModel.metadata.create_all(engine, tables=[t.__table__ for t in wanted])  # type: ignore[attr-defined]
+
+
+def seed_once(engine: Engine, rows: Iterable[SQLModel]) -> bool:
+    """Insert the seed rows the first time this database starts; later starts change nothing."""
+    with Session(engine) as session:
+        if session.get(RuntimeMeta, "seeded") is not None:
+            return False
+        for row in rows:
+            session.add(row)
+        session.add(RuntimeMeta(key="seeded", value=utc_datetime().isoformat()))
+        session.commit()
+    return True
+
+
+def plain(value: Any) -> Any:
+    """A column value as JSON-friendly data: money as a string, enums by name."""
+    if isinstance(value, Decimal):
+        return f"{value:.2f}"
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def table_rows(session: Session, table: type[SQLModel]) -> list[dict[str, Any]]:
+    """Every row of a table, ordered by primary key, as plain dicts."""
+    key = inspect(table).primary_key[0]
+    rows = session.exec(select(table).order_by(key)).all()
+    columns = [c.key for c in inspect(table).columns]
+    return [{name: plain(getattr(row, name)) for name in columns} for row in rows]

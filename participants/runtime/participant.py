@@ -1,0 +1,59 @@
+"""The participant API: what a saga participant declares; the runtime does everything else.
+
+A participant is a name, its tables (SQLModel classes) with seed rows, and one handler per event
+type it consumes. A handler gets the event and an open database session inside the runtime's
+transaction and returns the events to emit (`event.follow(...)`). It never commits, acks or
+publishes: the runtime records the consumed event id (inbox) and the emitted events (outbox) in
+the same transaction, commits, publishes after the commit and acks after that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+from sqlmodel import Session, SQLModel
+
+from participants.contract import Event, subject_for
+
+HandlerResult = Event | Sequence[Event] | None
+Handler = Callable[[Event, Session], HandlerResult]
+# A control request: the request body and a session in a transaction -> (reply, events to emit).
+RequestHandler = Callable[[dict[str, Any], Session], tuple[dict[str, Any], Sequence[Event]]]
+
+
+class TransientError(Exception):
+    """A handler failure worth retrying later (the event is naked with a delay, not dropped)."""
+
+
+@dataclass
+class Participant:
+    """A saga participant: declare it once, run it with `sagactl participant run MODULE:OBJECT`."""
+
+    name: str
+    tables: Sequence[type[SQLModel]]
+    handlers: dict[str, Handler]
+    seed: Callable[[], Iterable[SQLModel]] = lambda: ()
+    requests: dict[str, RequestHandler] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier() or self.name.lower() != self.name:
+            raise ValueError(f"participant name {self.name!r} must be a lowercase identifier")
+        for event_type in self.handlers:
+            subject_for(event_type)  # every handled type must be registered in the contract
+        reserved = {"state", "ping"} & set(self.requests)
+        if reserved:
+            raise ValueError(f"request names {sorted(reserved)} are reserved by the runtime")
+
+    @property
+    def subjects(self) -> list[str]:
+        """The stream subjects this participant's durable consumer is filtered to."""
+        return sorted({subject_for(t) for t in self.handlers})
+
+    def handle(self, event: Event, session: Session) -> list[Event]:
+        result = self.handlers[event.type](event, session)
+        if result is None:
+            return []
+        if isinstance(result, Event):
+            return [result]
+        return list(result)

@@ -1,0 +1,27 @@
+"""The sale service's table: the seed's `sales`, plus the reason a sale was canceled."""
+
+from __future__ import annotations
+
+import enum
+from decimal import Decimal
+
+from sqlmodel import Field, SQLModel
+
+from participants.runtime import Money
+
+
+class SaleStatus(enum.IntEnum):
+    PENDING = 1
+    FINALIZED = 2
+    CANCELED = 3
+
+
+class SaleRow(SQLModel, table=True):
+    __tablename__ = "sales"
+    id: int | None = Field(default=None, primary_key=True)
+    product_id: int
+    user_id: int
+    value: Decimal = Field(sa_type=Money)
+    quantity: int
+    status: SaleStatus = Field(default=SaleStatus.PENDING, index=True)
+    reason: str | None = Field(default=None, max_length=255)

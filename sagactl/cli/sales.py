@@ -1,0 +1,100 @@
+"""`sagactl submit` and `sagactl state`: start a saga, and see each service's database."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from participants.contract import ContractError, Sale, parse_sale
+from sagactl.cli.common import JsonOption, NatsUrlOption, StateDirOption, out, handle_errors, print_json, run_async, state_dir
+from sagactl.client import SagaClient
+from sagactl.errors import ExitCode, UsageError
+from sagactl.scenario.runner import PARTICIPANTS
+from sagactl.supervisor import Supervisor
+from sagactl.views.tables import render_state
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(handle_errors(submit))
+    app.command()(handle_errors(state))
+
+
+def submit(
+    product_id: Annotated[str, typer.Option("--product-id", help="Product to buy (integer >= 1).")],
+    user_id: Annotated[str, typer.Option("--user-id", help="Buyer (integer >= 1).")],
+    value: Annotated[str, typer.Option("--value", help="Total price, a decimal with at most 2 places, e.g. 20.00.")],
+    quantity: Annotated[str, typer.Option("--quantity", help="Units (integer >= 1).")],
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for FINALIZED or CANCELED; exit 1 when CANCELED.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait with --wait.")] = 30.0,
+    state: StateDirOption = None,
+    nats_url: NatsUrlOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Submit a sale through the sale service and print its id.
+
+    Example: sagactl submit --product-id 1 --user-id 1 --value 20.00 --quantity 2 --wait
+    """
+    try:
+        sale = parse_sale(_integer(product_id, "--product-id"), _integer(user_id, "--user-id"), value,
+                          _integer(quantity, "--quantity"))
+    except ContractError as exc:
+        raise UsageError(str(exc).replace("product_id", "--product-id").replace("user_id", "--user-id")
+                         .replace("quantity", "--quantity").replace("value:", "--value:")) from None
+    urls = Supervisor(state_dir(state)).nats_urls(nats_url)
+    result = run_async(_submit(urls, sale, wait, timeout))
+    if json:
+        print_json(result)
+    elif wait:
+        reason = f" ({result['reason']})" if result.get("reason") else ""
+        out.print(f"sale {result['sale_id']}: {result['status']}{reason}")
+    else:
+        out.print(str(result["sale_id"]))
+    if wait and result["status"] != "FINALIZED":
+        raise typer.Exit(int(ExitCode.FAILED))
+
+
+def _integer(raw: str, option: str) -> int:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise UsageError(f"{option}: {raw!r} is not an integer") from None
+
+
+async def _submit(urls: list[str], sale: Sale, wait: bool, timeout: float) -> dict[str, Any]:
+    client = await SagaClient.connect(urls)
+    try:
+        if wait:
+            await client.watch_terminal()
+        sale_id = await client.submit(sale)
+        if not wait:
+            return {"sale_id": sale_id, "status": "PENDING"}
+        outcome = await client.wait_terminal(sale_id, timeout)
+        return {"sale_id": sale_id, "status": outcome.status, "reason": outcome.reason}
+    finally:
+        await client.close()
+
+
+def state(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: JsonOption = False) -> None:
+    """Print each service's tables, as each participant reports its own database.
+
+    Exit 1 when a participant does not answer.
+
+    Example: sagactl state --json
+    """
+    urls = Supervisor(state_dir(state)).nats_urls(nats_url)
+    tables = run_async(_state(urls))
+    if json:
+        print_json(tables)
+    else:
+        out.print(render_state(tables))
+    if any(t is None for t in tables.values()):
+        raise typer.Exit(int(ExitCode.FAILED))
+
+
+async def _state(urls: list[str]) -> dict[str, Any]:
+    client = await SagaClient.connect(urls)
+    try:
+        return await client.state(PARTICIPANTS)
+    finally:
+        await client.close()

@@ -1,0 +1,138 @@
+"""`sagactl up`, `down` and `status`: the processes of a system and what NATS holds."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from nats.js.errors import NotFoundError
+from rich.table import Table
+
+from participants.contract import DEAD_LETTER_STREAM, STREAM
+from participants.runtime import broker
+from sagactl.cli.common import JsonOption, NatsUrlOption, StateDirOption, err, handle_errors, out, print_json, run_async, state_dir
+from sagactl.errors import ExitCode, Unavailable
+from sagactl.supervisor import Supervisor, parse_replicas
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(handle_errors(up))
+    app.command()(handle_errors(down))
+    app.command()(handle_errors(status))
+
+
+def up(
+    state: StateDirOption = None,
+    nats_url: NatsUrlOption = None,
+    replicas: Annotated[list[str], typer.Option("--replicas", help="Processes of one participant, e.g. inventory=3 (repeatable).")] = [],
+) -> None:
+    """Start NATS (embedded unless --nats-url) and the three participants; return when all are ready.
+
+    Running it again starts only what is missing, so it also restarts a participant that died.
+
+    Example: sagactl up && sagactl submit --product-id 1 --user-id 1 --value 20.00 --quantity 2 --wait
+    """
+    supervisor = Supervisor(state_dir(state))
+    with err.status("starting NATS and the participants…"):
+        urls = supervisor.up(nats_url, replicas=parse_replicas(replicas))
+    running = [f"{p.name}" + (f"-{p.replica}" if p.replica > 1 else "") for p in supervisor.processes() if p.running]
+    err.print(f"up: NATS {supervisor.describe_url(urls)}; running: {', '.join(running)}; state in {supervisor.state.root}")
+
+
+def down(
+    state: StateDirOption = None,
+    purge: Annotated[bool, typer.Option("--purge", help="Also delete the databases and the stream store.")] = False,
+) -> None:
+    """Stop everything `sagactl up` started in this state directory.
+
+    Example: sagactl down --purge
+    """
+    supervisor = Supervisor(state_dir(state))
+    stopped = supervisor.down(purge=purge)
+    what = ", ".join(stopped) if stopped else "nothing was running"
+    err.print(f"down: {what}" + ("; databases and stream store deleted" if purge else ""))
+
+
+def status(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: JsonOption = False) -> None:
+    """Show the NATS URL, each participant process, the stream and each consumer's backlog.
+
+    Exit 0 when every participant runs and NATS answers, 1 otherwise.
+
+    Example: sagactl status --json
+    """
+    supervisor = Supervisor(state_dir(state))
+    report: dict[str, Any] = {"state_dir": str(supervisor.state.root)}
+    try:
+        urls = supervisor.nats_urls(nats_url)
+        report["nats_url"] = supervisor.describe_url(urls)
+    except Unavailable:
+        urls, report["nats_url"] = [], None
+    report["participants"] = [
+        {"name": p.name, "replica": p.replica, "pid": p.pid, "running": p.running, "log": str(p.log_file)}
+        for p in supervisor.processes()
+    ]
+    report["stream"], report["consumers"], report["dead_letters"] = None, [], None
+    report["nats_reachable"] = False
+    if urls:
+        try:
+            report.update(run_async(_stream_report(urls)))
+            report["nats_reachable"] = True
+        except broker.BrokerUnavailable as exc:
+            report["nats_error"] = str(exc)
+    healthy = report["nats_reachable"] and bool(report["participants"]) and all(p["running"] for p in report["participants"])
+    report["healthy"] = healthy
+    if json:
+        print_json(report)
+    else:
+        _print_status(report)
+    if not healthy:
+        raise typer.Exit(int(ExitCode.FAILED))
+
+
+async def _stream_report(urls: list[str]) -> dict[str, Any]:
+    nc = await broker.connect(urls, "sagactl-status", reconnect_forever=False)
+    try:
+        js = nc.jetstream()
+        result: dict[str, Any] = {"stream": None, "consumers": [], "dead_letters": None}
+        try:
+            info = await js.stream_info(STREAM)
+        except NotFoundError:
+            return result
+        result["stream"] = {"name": STREAM, "messages": info.state.messages, "bytes": info.state.bytes,
+                            "first_seq": info.state.first_seq, "last_seq": info.state.last_seq}
+        for consumer in await js.consumers_info(STREAM):
+            result["consumers"].append({
+                "name": consumer.name,
+                "pending": consumer.num_pending,
+                "ack_pending": consumer.num_ack_pending,
+                "redelivered": consumer.num_redelivered,
+            })
+        try:
+            result["dead_letters"] = (await js.stream_info(DEAD_LETTER_STREAM)).state.messages
+        except NotFoundError:
+            result["dead_letters"] = 0
+        return result
+    finally:
+        await nc.close()
+
+
+def _print_status(report: dict[str, Any]) -> None:
+    nats = report["nats_url"] or "(none: run `sagactl up`)"
+    reach = "reachable" if report["nats_reachable"] else "[red]not reachable[/]"
+    out.print(f"NATS: {nats} ({reach})   state: {report['state_dir']}")
+    processes = Table(title="participants", title_justify="left")
+    for column in ("name", "replica", "pid", "state", "log"):
+        processes.add_column(column)
+    for p in report["participants"]:
+        state = "[green]running[/]" if p["running"] else "[red]stopped[/]"
+        processes.add_row(p["name"], str(p["replica"]), str(p["pid"] or "—"), state, p["log"])
+    out.print(processes)
+    if report["stream"]:
+        s = report["stream"]
+        out.print(f"stream {s['name']}: {s['messages']} messages ({s['bytes']} bytes), dead letters: {report['dead_letters']}")
+        consumers = Table(title="consumers", title_justify="left")
+        for column in ("consumer", "pending", "ack pending", "redelivered"):
+            consumers.add_column(column, justify="right" if column != "consumer" else "left")
+        for c in report["consumers"]:
+            consumers.add_row(c["name"], str(c["pending"]), str(c["ack_pending"]), str(c["redelivered"]))
+        out.print(consumers)

