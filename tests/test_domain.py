@@ -1,0 +1,186 @@
+"""The participants' rules alone: handlers against a real SQLite file, no NATS."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+
+from participants.contract import (
+    CANCELED_SALE,
+    CREATED_SALE,
+    FAILED_PAYMENT,
+    FINALIZED_SALE,
+    ROLLBACK_INVENTORY,
+    UPDATED_INVENTORY,
+    VALIDATED_PAYMENT,
+    ContractError,
+    Event,
+    new_event,
+    parse_event,
+    parse_sale,
+)
+from participants.inventory import participant as inventory
+from participants.inventory.handlers import on_created_sale, on_failed_payment
+from participants.inventory.models import Inventory
+from participants.payment import participant as payment
+from participants.payment.handlers import on_updated_inventory
+from participants.payment.models import Payment, User
+from participants.runtime.database import create_schema, make_engine, seed_once
+from participants.runtime.transaction import Applied, apply_event, apply_request
+from participants.sale import participant as sale
+from participants.sale.handlers import on_rollback_inventory, on_validated_payment, submit
+from participants.sale.models import SaleRow, SaleStatus
+
+
+def engine_for(tmp_path: Path, participant):  # type: ignore[no-untyped-def]
+    engine = make_engine(f"sqlite:///{tmp_path / participant.name}.db")
+    create_schema(engine, participant.tables)
+    seed_once(engine, participant.seed())
+    return engine
+
+
+def created(quantity: int = 2, value: str = "20.00", product_id: int = 1, user_id: int = 1, sale_id: int = 1) -> Event:
+    return new_event(CREATED_SALE, sale_id, parse_sale(product_id, user_id, value, quantity), "sale")
+
+
+def test_seed_rows_are_inserted_once(tmp_path: Path) -> None:
+    engine = engine_for(tmp_path, inventory)
+    assert seed_once(engine, inventory.seed()) is False
+    with Session(engine) as session:
+        assert [(r.product_id, r.quantity) for r in session.exec(select(Inventory))] == [(1, 10)]
+
+
+def test_inventory_debits_stock_and_emits_updated(tmp_path: Path) -> None:
+    engine = engine_for(tmp_path, inventory)
+    with Session(engine) as session:
+        emitted = on_created_sale(created(quantity=2), session)
+        session.commit()
+        assert emitted.type == UPDATED_INVENTORY
+        assert session.exec(select(Inventory.quantity)).one() == 8
+
+
+@pytest.mark.parametrize(("product_id", "quantity", "reason"), [(1, 11, "out of stock"), (7, 1, "unknown product")])
+def test_inventory_refuses_without_touching_stock(tmp_path: Path, product_id: int, quantity: int, reason: str) -> None:
+    engine = engine_for(tmp_path, inventory)
+    with Session(engine) as session:
+        emitted = on_created_sale(created(quantity=quantity, product_id=product_id), session)
+        session.commit()
+        assert (emitted.type, emitted.reason) == (ROLLBACK_INVENTORY, reason)
+        assert session.exec(select(Inventory.quantity)).one() == 10
+
+
+def test_inventory_credits_stock_back_on_failed_payment(tmp_path: Path) -> None:
+    engine = engine_for(tmp_path, inventory)
+    event = created(quantity=3)
+    with Session(engine) as session:
+        on_created_sale(event, session)
+        failed = event.follow(FAILED_PAYMENT, "payment", reason="insufficient balance")
+        emitted = on_failed_payment(failed, session)
+        session.commit()
+        assert (emitted.type, emitted.reason) == (ROLLBACK_INVENTORY, "insufficient balance")
+        assert session.exec(select(Inventory.quantity)).one() == 10
+
+
+def test_payment_debits_balance_and_records_payment(tmp_path: Path) -> None:
+    engine = engine_for(tmp_path, payment)
+    with Session(engine) as session:
+        emitted = on_updated_inventory(created(value="20.00").follow(UPDATED_INVENTORY, "inventory"), session)
+        session.commit()
+        assert emitted.type == VALIDATED_PAYMENT
+        assert session.exec(select(User.balance)).one() == Decimal("80.00")
+        assert [(p.sale_id, p.value) for p in session.exec(select(Payment))] == [(1, Decimal("20.00"))]
+
+
+@pytest.mark.parametrize(("user_id", "value", "reason"), [(1, "100.01", "insufficient balance"), (9, "1.00", "unknown user")])
+def test_payment_refuses_without_touching_balance(tmp_path: Path, user_id: int, value: str, reason: str) -> None:
+    engine = engine_for(tmp_path, payment)
+    with Session(engine) as session:
+        event = created(value=value, user_id=user_id).follow(UPDATED_INVENTORY, "inventory")
+        emitted = on_updated_inventory(event, session)
+        session.commit()
+        assert (emitted.type, emitted.reason) == (FAILED_PAYMENT, reason)
+        assert session.exec(select(User.balance)).one() == Decimal("100.00")
+        assert session.exec(select(Payment)).all() == []
+
+
+def test_money_is_exact_over_many_small_debits(tmp_path: Path) -> None:
+    engine = engine_for(tmp_path, payment)
+    with Session(engine) as session:
+        for sale_id in range(1, 11):
+            event = created(value="0.10", sale_id=sale_id).follow(UPDATED_INVENTORY, "inventory")
+            on_updated_inventory(event, session)
+        session.commit()
+        assert session.exec(select(User.balance)).one() == Decimal("99.00")
+
+
+def test_sale_is_closed_exactly_once(tmp_path: Path) -> None:
+    engine = engine_for(tmp_path, sale)
+    with Session(engine) as session:
+        reply, events = submit({"product_id": 1, "user_id": 1, "value": "20.00", "quantity": 2}, session)
+        session.commit()
+        assert reply == {"sale_id": 1, "status": "PENDING"} and events[0].type == CREATED_SALE
+        validated = events[0].follow(VALIDATED_PAYMENT, "payment")
+        assert on_validated_payment(validated, session).type == FINALIZED_SALE
+        # A late rollback of a closed sale changes nothing and emits nothing.
+        assert on_rollback_inventory(events[0].follow(ROLLBACK_INVENTORY, "inventory", reason="x"), session) is None
+        session.commit()
+        assert session.get(SaleRow, 1).status is SaleStatus.FINALIZED
+
+
+def test_sale_cancel_keeps_reason(tmp_path: Path) -> None:
+    engine = engine_for(tmp_path, sale)
+    with Session(engine) as session:
+        _, events = submit({"product_id": 1, "user_id": 1, "value": "1.00", "quantity": 20}, session)
+        emitted = on_rollback_inventory(events[0].follow(ROLLBACK_INVENTORY, "inventory", reason="out of stock"), session)
+        session.commit()
+        assert (emitted.type, emitted.reason) == (CANCELED_SALE, "out of stock")
+        row = session.get(SaleRow, 1)
+        assert (row.status, row.reason) == (SaleStatus.CANCELED, "out of stock")
+
+
+def test_apply_event_is_idempotent_on_event_id(tmp_path: Path) -> None:
+    engine = engine_for(tmp_path, inventory)
+    event = created(quantity=4)
+    assert apply_event(engine, inventory, event).applied is Applied.DONE
+    assert apply_event(engine, inventory, event).applied is Applied.DUPLICATE
+    with Session(engine) as session:
+        assert session.exec(select(Inventory.quantity)).one() == 6
+
+
+def test_apply_request_commits_reply_and_outbox_together(tmp_path: Path) -> None:
+    engine = engine_for(tmp_path, sale)
+    reply, events = apply_request(engine, sale.requests["submit"], {"product_id": 1, "user_id": 1, "value": "5", "quantity": 1})
+    assert reply["sale_id"] == 1 and [e.type for e in events] == [CREATED_SALE]
+    with pytest.raises(ContractError):
+        apply_request(engine, sale.requests["submit"], {"product_id": 1, "user_id": 1, "value": "-5", "quantity": 1})
+    with Session(engine) as session:
+        assert len(session.exec(select(SaleRow)).all()) == 1
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ((1, 1, "20.001", 1), "more than two decimal places"),
+        ((1, 1, "-1", 1), "negative"),
+        ((1, 1, "abc", 1), "not a decimal"),
+        ((1, 1, "1", 0), "greater than or equal to 1"),
+        ((0, 1, "1", 1), "greater than or equal to 1"),
+    ],
+)
+def test_sale_validation(fields: tuple, message: str) -> None:
+    with pytest.raises(ContractError, match=message):
+        parse_sale(*fields)
+
+
+def test_event_round_trip_and_malformed_bodies() -> None:
+    event = created(value="69.99")
+    again = parse_event(event.to_bytes())
+    assert again == event and again.model_dump(mode="json")["value"] == "69.99"
+    for body, message in [(b"{not json", "malformed JSON"), (b"[]", "not a JSON object"),
+                          (b'{"type": "NOPE"}', "invalid event field"),
+                          (event.to_bytes().replace(b"CREATED_SALE", b"SOMETHING_ELSE"), "unknown event type")]:
+        with pytest.raises(ContractError, match=message):
+            parse_event(body)
