@@ -37,7 +37,7 @@ from participants.sale.models import SaleRow, SaleStatus
 
 def engine_for(tmp_path: Path, participant):  # type: ignore[no-untyped-def]
     engine = make_engine(f"sqlite:///{tmp_path / participant.name}.db")
-    create_schema(engine, participant.tables)
+    create_schema(engine, participant.all_tables)
     seed_once(engine, participant.seed())
     return engine
 
@@ -184,3 +184,29 @@ def test_event_round_trip_and_malformed_bodies() -> None:
                           (event.to_bytes().replace(b"CREATED_SALE", b"SOMETHING_ELSE"), "unknown event type")]:
         with pytest.raises(ContractError, match=message):
             parse_event(body)
+
+
+def test_setup_moves_stock_and_baseline_together(tmp_path: Path) -> None:
+    engine = engine_for(tmp_path, inventory)
+    apply_event(engine, inventory, created(quantity=4))  # stock 10 -> 6, 4 held by the sale
+    apply_request(engine, inventory.requests["setup"], {"products": {"1": 100, "2": 5}})
+    reply, _ = apply_request(engine, inventory.requests["baseline"], {})
+    assert sorted(reply["products"], key=lambda p: p["product_id"]) == [
+        {"product_id": 1, "baseline": 104, "quantity": 100},
+        {"product_id": 2, "baseline": 5, "quantity": 5},
+    ]
+    with pytest.raises(ContractError):
+        apply_request(engine, inventory.requests["setup"], {"products": {"1": -1}})
+
+
+def test_setup_users_and_baseline(tmp_path: Path) -> None:
+    engine = engine_for(tmp_path, payment)
+    with Session(engine) as session:
+        on_updated_inventory(created(value="30.00").follow(UPDATED_INVENTORY, "inventory"), session)
+        session.commit()
+    apply_request(engine, payment.requests["setup"], {"users": {"1": {"balance": "1000.00"}, "2": {"name": "b", "balance": "5"}}})
+    reply, _ = apply_request(engine, payment.requests["baseline"], {})
+    assert sorted(reply["users"], key=lambda u: u["user_id"]) == [
+        {"user_id": 1, "baseline": "1030.00", "balance": "1000.00"},
+        {"user_id": 2, "baseline": "5.00", "balance": "5.00"},
+    ]

@@ -1,8 +1,8 @@
 """The inventory service: reserves stock for a sale and gives it back when payment fails."""
 
 from participants.contract import CREATED_SALE, FAILED_PAYMENT
-from participants.inventory.handlers import on_created_sale, on_failed_payment
-from participants.inventory.models import Inventory, seed_rows
+from participants.inventory.handlers import baseline, on_created_sale, on_failed_payment, setup
+from participants.inventory.models import Inventory, StockBaseline, seed_rows
 from participants.runtime import Participant
 
 participant = Participant(
@@ -10,4 +10,6 @@ participant = Participant(
     tables=[Inventory],
     handlers={CREATED_SALE: on_created_sale, FAILED_PAYMENT: on_failed_payment},
     seed=seed_rows,
+    requests={"setup": setup, "baseline": baseline},
+    private_tables=[StockBaseline],
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
@@ -10,9 +12,10 @@ from participants.contract import (
     REASON_UNKNOWN_PRODUCT,
     ROLLBACK_INVENTORY,
     UPDATED_INVENTORY,
+    ContractError,
     Event,
 )
-from participants.inventory.models import Inventory
+from participants.inventory.models import Inventory, StockBaseline
 
 PRODUCER = "inventory"
 
@@ -41,3 +44,43 @@ def on_failed_payment(event: Event, session: Session) -> Event:
     if result.rowcount != 1:
         raise LookupError(f"product {event.product_id} vanished before its stock could be credited back")
     return event.follow(ROLLBACK_INVENTORY, PRODUCER, reason=event.reason)
+
+
+def setup(body: dict[str, Any], session: Session) -> tuple[dict[str, Any], list[Event]]:
+    """Set products' stock: `{"products": {"1": 500, "2": 10}}`. The baseline moves by the same
+    amount, so stock already sold or held by sagas in flight stays accounted for."""
+    products = body.get("products")
+    if not isinstance(products, dict) or not products:
+        raise ContractError('setup needs {"products": {"<product_id>": <quantity>, ...}}')
+    for raw_id, raw_quantity in products.items():
+        product_id, quantity = _positive_int(raw_id, "product_id", 1), _positive_int(raw_quantity, "quantity", 0)
+        row = session.exec(select(Inventory).where(col(Inventory.product_id) == product_id)).first()
+        baseline = session.get(StockBaseline, product_id)
+        current = row.quantity if row else 0
+        if row is None:
+            session.add(Inventory(product_id=product_id, quantity=quantity))
+        else:
+            row.quantity = quantity
+            session.add(row)
+        if baseline is None:
+            session.add(StockBaseline(product_id=product_id, quantity=quantity))
+        else:
+            baseline.quantity += quantity - current
+            session.add(baseline)
+    return {"products": len(products)}, []
+
+
+def baseline(body: dict[str, Any], session: Session) -> tuple[dict[str, Any], list[Event]]:
+    """Each product's baseline and current stock, for the conservation check."""
+    rows = session.exec(select(StockBaseline, Inventory).join(Inventory, col(Inventory.product_id) == col(StockBaseline.product_id), isouter=True)).all()
+    return {"products": [{"product_id": b.product_id, "baseline": b.quantity, "quantity": i.quantity if i else None} for b, i in rows]}, []
+
+
+def _positive_int(raw: Any, what: str, minimum: int) -> int:
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise ContractError(f"{what} {raw!r} is not an integer") from None
+    if value < minimum:
+        raise ContractError(f"{what} must be >= {minimum}, not {value}")
+    return value

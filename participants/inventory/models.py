@@ -1,4 +1,4 @@
-"""The inventory service's table and its seed row (product 1, quantity 10)."""
+"""The inventory service's tables and its seed row (product 1, quantity 10)."""
 
 from __future__ import annotations
 
@@ -12,5 +12,13 @@ class Inventory(SQLModel, table=True):
     quantity: int
 
 
-def seed_rows() -> list[Inventory]:
-    return [Inventory(id=1, product_id=1, quantity=10)]
+class StockBaseline(SQLModel, table=True):
+    """The stock a product was given (seed or setup): what conservation checks count from."""
+
+    __tablename__ = "stock_baselines"
+    product_id: int = Field(primary_key=True)
+    quantity: int
+
+
+def seed_rows() -> list[SQLModel]:
+    return [Inventory(id=1, product_id=1, quantity=10), StockBaseline(product_id=1, quantity=10)]

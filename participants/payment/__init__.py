@@ -1,8 +1,8 @@
 """The payment service: charges the user for a sale whose stock is reserved."""
 
 from participants.contract import UPDATED_INVENTORY
-from participants.payment.handlers import on_updated_inventory
-from participants.payment.models import Payment, User, seed_rows
+from participants.payment.handlers import baseline, on_updated_inventory, setup
+from participants.payment.models import BalanceBaseline, Payment, User, seed_rows
 from participants.runtime import Participant
 
 participant = Participant(
@@ -10,4 +10,6 @@ participant = Participant(
     tables=[User, Payment],
     handlers={UPDATED_INVENTORY: on_updated_inventory},
     seed=seed_rows,
+    requests={"setup": setup, "baseline": baseline},
+    private_tables=[BalanceBaseline],
 )

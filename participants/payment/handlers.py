@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
+
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
@@ -10,9 +13,11 @@ from participants.contract import (
     REASON_INSUFFICIENT_BALANCE,
     REASON_UNKNOWN_USER,
     VALIDATED_PAYMENT,
+    ContractError,
     Event,
+    parse_money,
 )
-from participants.payment.models import Payment, User
+from participants.payment.models import BalanceBaseline, Payment, User
 
 PRODUCER = "payment"
 
@@ -30,3 +35,39 @@ def on_updated_inventory(event: Event, session: Session) -> Event:
     known = session.exec(select(User.id).where(col(User.id) == event.user_id)).first()
     reason = REASON_INSUFFICIENT_BALANCE if known is not None else REASON_UNKNOWN_USER
     return event.follow(FAILED_PAYMENT, PRODUCER, reason=reason)
+
+
+def setup(body: dict[str, Any], session: Session) -> tuple[dict[str, Any], list[Event]]:
+    """Set users' balances: `{"users": {"1": {"name": "userTest", "balance": "1000.00"}}}`. The
+    baseline moves by the same amount, so money already paid stays accounted for."""
+    users = body.get("users")
+    if not isinstance(users, dict) or not users:
+        raise ContractError('setup needs {"users": {"<user_id>": {"balance": "<amount>", "name": "..."}}}')
+    for raw_id, fields in users.items():
+        try:
+            user_id = int(raw_id)
+        except ValueError:
+            raise ContractError(f"user id {raw_id!r} is not an integer") from None
+        if user_id < 1 or not isinstance(fields, dict):
+            raise ContractError(f"user {raw_id}: expected an id >= 1 and {{balance, name}}")
+        balance = parse_money(fields.get("balance"))
+        row = session.get(User, user_id)
+        current = row.balance if row else Decimal("0.00")
+        name = str(fields.get("name") or (row.name if row else f"user{user_id}"))
+        session.add(User(id=user_id, name=name, balance=balance) if row is None else row)
+        if row is not None:
+            row.balance, row.name = balance, name
+        base = session.get(BalanceBaseline, user_id)
+        if base is None:
+            session.add(BalanceBaseline(user_id=user_id, balance=balance))
+        else:
+            base.balance = base.balance + balance - current
+            session.add(base)
+    return {"users": len(users)}, []
+
+
+def baseline(body: dict[str, Any], session: Session) -> tuple[dict[str, Any], list[Event]]:
+    """Each user's baseline and current balance, for the conservation check."""
+    rows = session.exec(select(BalanceBaseline, User).join(User, col(User.id) == col(BalanceBaseline.user_id), isouter=True)).all()
+    return {"users": [{"user_id": b.user_id, "baseline": f"{b.balance:.2f}",
+                       "balance": f"{u.balance:.2f}" if u else None} for b, u in rows]}, []

@@ -24,5 +24,13 @@ class Payment(SQLModel, table=True):
     value: Decimal = Field(sa_type=Money)
 
 
-def seed_rows() -> list[User]:
-    return [User(id=1, name="userTest", balance=Decimal("100.00"))]
+class BalanceBaseline(SQLModel, table=True):
+    """The balance a user was given (seed or setup): what conservation checks count from."""
+
+    __tablename__ = "balance_baselines"
+    user_id: int = Field(primary_key=True)
+    balance: Decimal = Field(sa_type=Money)
+
+
+def seed_rows() -> list[SQLModel]:
+    return [User(id=1, name="userTest", balance=Decimal("100.00")), BalanceBaseline(user_id=1, balance=Decimal("100.00"))]

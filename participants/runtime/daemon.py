@@ -59,7 +59,7 @@ class ParticipantDaemon:
 
     # -- start and stop -------------------------------------------------------------------
     async def serve(self) -> None:
-        create_schema(self.engine, self.participant.tables)
+        create_schema(self.engine, self.participant.all_tables)
         if seed_once(self.engine, self.participant.seed()):
             self.log.write("seeded")
         self.nc = await broker.connect(

@@ -35,6 +35,8 @@ class Participant:
     handlers: dict[str, Handler]
     seed: Callable[[], Iterable[SQLModel]] = lambda: ()
     requests: dict[str, RequestHandler] = field(default_factory=dict)
+    # Tables the participant keeps for itself (baselines, bookkeeping): created, not shown by `state`.
+    private_tables: Sequence[type[SQLModel]] = ()
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier() or self.name.lower() != self.name:
@@ -44,6 +46,10 @@ class Participant:
         reserved = {"state", "ping"} & set(self.requests)
         if reserved:
             raise ValueError(f"request names {sorted(reserved)} are reserved by the runtime")
+
+    @property
+    def all_tables(self) -> list[type[SQLModel]]:
+        return [*self.tables, *self.private_tables]
 
     @property
     def subjects(self) -> list[str]:
