@@ -72,4 +72,5 @@ class StateDir:
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.system_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(system, indent=2))
+        tmp.chmod(0o600)  # it may hold a NATS or database URL with a password
         tmp.replace(self.system_file)

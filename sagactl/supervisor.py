@@ -18,9 +18,11 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from participants.runtime.broker import redact
 from participants.runtime.loader import BUILT_IN
+from sagactl.connection import CONNECTION_FILE_VARIABLES, check_reachable
 from sagactl.errors import Unavailable, UsageError
 from sagactl.statedir import StateDir
 
@@ -134,13 +136,20 @@ class Supervisor:
 
     # -- NATS ----------------------------------------------------------------------------
     def nats_urls(self, given: str | None = None) -> list[str]:
-        """The servers to use: the given URL list, else the embedded server of this state dir."""
+        """The servers to use: the given URL list, else the servers of this state dir.
+
+        A state dir started with `up --creds/--tls-ca` also lends those files to this process's
+        connections (unless the environment names others), so every command reaches its server.
+        """
+        system = self.state.load_system()
+        for variable, path in (system.get("connection_files") or {}).items():
+            os.environ.setdefault(variable, path)
         if given:
             return [u.strip() for u in given.split(",") if u.strip()]
-        url = self.state.load_system().get("nats_url")
+        url = system.get("nats_url")
         if not url:
             raise Unavailable(f"nothing is running in {self.state.root}: run `sagactl up` (or pass --nats-url)")
-        return [url]
+        return [u for u in url.split(",") if u]
 
     def embedded_pid(self) -> int | None:
         pid = read_pid(self.state.nats_pid_file())
@@ -235,17 +244,41 @@ class Supervisor:
         participants: dict[str, str] | None = None,
         replicas: dict[str, int] | None = None,
         extra_env: dict[str, dict[str, str]] | None = None,
+        db_urls: dict[str, str] | None = None,
+        cluster: int | None = None,
     ) -> list[str]:
-        """Start whatever is not running; return the NATS URLs in use."""
+        """Start whatever is not running; return the NATS URLs in use.
+
+        `cluster`: an embedded cluster of that many nodes instead of one server. `db_urls`:
+        participant -> database URL (kept for later `up`s); the others keep SQLite files here.
+        """
         self.state.make()
         system = self.state.load_system()
+        self._remember_connection_files(system)
+        extra_env = {name: dict(env) for name, env in (extra_env or {}).items()}
         if nats_url:
             urls = self.nats_urls(nats_url)
+            check_reachable(urls)
             system.update(nats_url=",".join(urls), embedded=False)
             self.state.save_system(system)
+        elif cluster or system.get("cluster"):
+            from sagactl.cluster import EmbeddedCluster, stream_replicas
+
+            size = cluster or int(system["cluster"]["size"])
+            urls = EmbeddedCluster(self.state).start(size)
+            system = self.state.load_system()
+            for name in participants or BUILT_IN:
+                extra_env.setdefault(name, {}).setdefault("SAGACTL_STREAM_REPLICAS", str(stream_replicas(size)))
         else:
             urls = [self.start_nats()]
             system = self.state.load_system()
+        databases = dict(system.get("db_urls") or {})
+        databases.update(db_urls or {})
+        if databases:
+            system["db_urls"] = databases
+            self.state.save_system(system)
+        for name, url in databases.items():
+            extra_env.setdefault(name, {}).setdefault(f"SAGACTL_DB_URL_{name.upper()}", url)
         wanted = dict(system.get("participants") or {})
         wanted.update(participants or BUILT_IN)
         counts = dict(system.get("replicas") or {})
@@ -259,7 +292,7 @@ class Supervisor:
                     continue
                 log_file = self.state.log_file(name, replica)
                 offset = log_file.stat().st_size if log_file.exists() else 0
-                process = self.start_participant(name, reference, replica, urls, (extra_env or {}).get(name))
+                process = self.start_participant(name, reference, replica, urls, extra_env.get(name))
                 started.append((name, replica, process, offset))
         self.wait_ready(started)
         return urls
@@ -294,6 +327,10 @@ class Supervisor:
         if self.embedded_pid():
             stopped.append("nats-server")
         self.stop_nats()
+        if self.state.load_system().get("cluster"):
+            from sagactl.cluster import EmbeddedCluster
+
+            stopped += EmbeddedCluster(self.state).stop()
         if purge:
             for path in self.state.db_files():
                 path.unlink(missing_ok=True)
@@ -303,6 +340,13 @@ class Supervisor:
 
     def describe_url(self, urls: list[str]) -> str:
         return ",".join(redact(u) for u in urls)
+
+    def _remember_connection_files(self, system: dict[str, Any]) -> None:
+        """Keep `--creds`/`--tls-ca` (set in the environment by the CLI) for later commands."""
+        files = {v: os.environ[v] for v in CONNECTION_FILE_VARIABLES if os.environ.get(v)}
+        if files:
+            system["connection_files"] = {v: str(Path(p).resolve()) for v, p in files.items()}
+            self.state.save_system(system)
 
 
 def _logged_ready(log_file: Path, offset: int, pid: int) -> bool:

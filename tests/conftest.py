@@ -9,6 +9,8 @@ from typing import Iterator
 
 import pytest
 
+from backends import PostgresBackend, SqliteBackend, db_backend, db_urls  # noqa: F401 (db_backend is a fixture)
+from participants.runtime.loader import BUILT_IN
 from sagactl.statedir import StateDir
 from sagactl.supervisor import Supervisor, free_port, nats_server_binary, port_open, stop_pid
 
@@ -49,11 +51,11 @@ def state(tmp_path: Path) -> StateDir:
 
 
 @pytest.fixture
-def system(state: StateDir) -> Iterator[Supervisor]:
-    """The embedded NATS and the three participants, as `sagactl up` starts them."""
+def system(state: StateDir, db_backend: SqliteBackend | PostgresBackend) -> Iterator[Supervisor]:
+    """The embedded NATS and the three participants, as `sagactl up` starts them, on each backend."""
     supervisor = Supervisor(state)
     try:
-        supervisor.up(None)
+        supervisor.up(None, db_urls=db_urls(db_backend, list(BUILT_IN)))
         yield supervisor
     finally:
         supervisor.down()

@@ -1,13 +1,12 @@
-"""The participants' rules alone: handlers against a real SQLite file, no NATS."""
+"""The participants' rules alone: handlers against a real database (SQLite, and PostgreSQL when configured), no NATS."""
 
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
-
 import pytest
 from sqlmodel import Session, select
 
+from backends import PostgresBackend, SqliteBackend
 from participants.contract import (
     CANCELED_SALE,
     CREATED_SALE,
@@ -35,26 +34,29 @@ from participants.sale.handlers import on_rollback_inventory, on_validated_payme
 from participants.sale.models import SaleRow, SaleStatus
 
 
-def engine_for(tmp_path: Path, participant):  # type: ignore[no-untyped-def]
-    engine = make_engine(f"sqlite:///{tmp_path / participant.name}.db")
+def engine_for(backend: Backend, participant):  # type: ignore[no-untyped-def]
+    engine = make_engine(backend.url(participant.name))
     create_schema(engine, participant.all_tables)
     seed_once(engine, participant.seed())
     return engine
+
+
+Backend = SqliteBackend | PostgresBackend
 
 
 def created(quantity: int = 2, value: str = "20.00", product_id: int = 1, user_id: int = 1, sale_id: int = 1) -> Event:
     return new_event(CREATED_SALE, sale_id, parse_sale(product_id, user_id, value, quantity), "sale")
 
 
-def test_seed_rows_are_inserted_once(tmp_path: Path) -> None:
-    engine = engine_for(tmp_path, inventory)
+def test_seed_rows_are_inserted_once(db_backend: Backend) -> None:
+    engine = engine_for(db_backend, inventory)
     assert seed_once(engine, inventory.seed()) is False
     with Session(engine) as session:
         assert [(r.product_id, r.quantity) for r in session.exec(select(Inventory))] == [(1, 10)]
 
 
-def test_inventory_debits_stock_and_emits_updated(tmp_path: Path) -> None:
-    engine = engine_for(tmp_path, inventory)
+def test_inventory_debits_stock_and_emits_updated(db_backend: Backend) -> None:
+    engine = engine_for(db_backend, inventory)
     with Session(engine) as session:
         emitted = on_created_sale(created(quantity=2), session)
         session.commit()
@@ -63,8 +65,8 @@ def test_inventory_debits_stock_and_emits_updated(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("product_id", "quantity", "reason"), [(1, 11, "out of stock"), (7, 1, "unknown product")])
-def test_inventory_refuses_without_touching_stock(tmp_path: Path, product_id: int, quantity: int, reason: str) -> None:
-    engine = engine_for(tmp_path, inventory)
+def test_inventory_refuses_without_touching_stock(db_backend: Backend, product_id: int, quantity: int, reason: str) -> None:
+    engine = engine_for(db_backend, inventory)
     with Session(engine) as session:
         emitted = on_created_sale(created(quantity=quantity, product_id=product_id), session)
         session.commit()
@@ -72,8 +74,8 @@ def test_inventory_refuses_without_touching_stock(tmp_path: Path, product_id: in
         assert session.exec(select(Inventory.quantity)).one() == 10
 
 
-def test_inventory_credits_stock_back_on_failed_payment(tmp_path: Path) -> None:
-    engine = engine_for(tmp_path, inventory)
+def test_inventory_credits_stock_back_on_failed_payment(db_backend: Backend) -> None:
+    engine = engine_for(db_backend, inventory)
     event = created(quantity=3)
     with Session(engine) as session:
         on_created_sale(event, session)
@@ -84,8 +86,8 @@ def test_inventory_credits_stock_back_on_failed_payment(tmp_path: Path) -> None:
         assert session.exec(select(Inventory.quantity)).one() == 10
 
 
-def test_payment_debits_balance_and_records_payment(tmp_path: Path) -> None:
-    engine = engine_for(tmp_path, payment)
+def test_payment_debits_balance_and_records_payment(db_backend: Backend) -> None:
+    engine = engine_for(db_backend, payment)
     with Session(engine) as session:
         emitted = on_updated_inventory(created(value="20.00").follow(UPDATED_INVENTORY, "inventory"), session)
         session.commit()
@@ -95,8 +97,8 @@ def test_payment_debits_balance_and_records_payment(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("user_id", "value", "reason"), [(1, "100.01", "insufficient balance"), (9, "1.00", "unknown user")])
-def test_payment_refuses_without_touching_balance(tmp_path: Path, user_id: int, value: str, reason: str) -> None:
-    engine = engine_for(tmp_path, payment)
+def test_payment_refuses_without_touching_balance(db_backend: Backend, user_id: int, value: str, reason: str) -> None:
+    engine = engine_for(db_backend, payment)
     with Session(engine) as session:
         event = created(value=value, user_id=user_id).follow(UPDATED_INVENTORY, "inventory")
         emitted = on_updated_inventory(event, session)
@@ -106,8 +108,8 @@ def test_payment_refuses_without_touching_balance(tmp_path: Path, user_id: int, 
         assert session.exec(select(Payment)).all() == []
 
 
-def test_money_is_exact_over_many_small_debits(tmp_path: Path) -> None:
-    engine = engine_for(tmp_path, payment)
+def test_money_is_exact_over_many_small_debits(db_backend: Backend) -> None:
+    engine = engine_for(db_backend, payment)
     with Session(engine) as session:
         for sale_id in range(1, 11):
             event = created(value="0.10", sale_id=sale_id).follow(UPDATED_INVENTORY, "inventory")
@@ -116,8 +118,8 @@ def test_money_is_exact_over_many_small_debits(tmp_path: Path) -> None:
         assert session.exec(select(User.balance)).one() == Decimal("99.00")
 
 
-def test_sale_is_closed_exactly_once(tmp_path: Path) -> None:
-    engine = engine_for(tmp_path, sale)
+def test_sale_is_closed_exactly_once(db_backend: Backend) -> None:
+    engine = engine_for(db_backend, sale)
     with Session(engine) as session:
         reply, events = submit({"product_id": 1, "user_id": 1, "value": "20.00", "quantity": 2}, session)
         session.commit()
@@ -130,8 +132,8 @@ def test_sale_is_closed_exactly_once(tmp_path: Path) -> None:
         assert session.get(SaleRow, 1).status is SaleStatus.FINALIZED
 
 
-def test_sale_cancel_keeps_reason(tmp_path: Path) -> None:
-    engine = engine_for(tmp_path, sale)
+def test_sale_cancel_keeps_reason(db_backend: Backend) -> None:
+    engine = engine_for(db_backend, sale)
     with Session(engine) as session:
         _, events = submit({"product_id": 1, "user_id": 1, "value": "1.00", "quantity": 20}, session)
         emitted = on_rollback_inventory(events[0].follow(ROLLBACK_INVENTORY, "inventory", reason="out of stock"), session)
@@ -141,8 +143,8 @@ def test_sale_cancel_keeps_reason(tmp_path: Path) -> None:
         assert (row.status, row.reason) == (SaleStatus.CANCELED, "out of stock")
 
 
-def test_apply_event_is_idempotent_on_event_id(tmp_path: Path) -> None:
-    engine = engine_for(tmp_path, inventory)
+def test_apply_event_is_idempotent_on_event_id(db_backend: Backend) -> None:
+    engine = engine_for(db_backend, inventory)
     event = created(quantity=4)
     assert apply_event(engine, inventory, event).applied is Applied.DONE
     assert apply_event(engine, inventory, event).applied is Applied.DUPLICATE
@@ -150,8 +152,8 @@ def test_apply_event_is_idempotent_on_event_id(tmp_path: Path) -> None:
         assert session.exec(select(Inventory.quantity)).one() == 6
 
 
-def test_apply_request_commits_reply_and_outbox_together(tmp_path: Path) -> None:
-    engine = engine_for(tmp_path, sale)
+def test_apply_request_commits_reply_and_outbox_together(db_backend: Backend) -> None:
+    engine = engine_for(db_backend, sale)
     reply, events = apply_request(engine, sale.requests["submit"], {"product_id": 1, "user_id": 1, "value": "5", "quantity": 1})
     assert reply["sale_id"] == 1 and [e.type for e in events] == [CREATED_SALE]
     with pytest.raises(ContractError):
@@ -186,8 +188,8 @@ def test_event_round_trip_and_malformed_bodies() -> None:
             parse_event(body)
 
 
-def test_setup_moves_stock_and_baseline_together(tmp_path: Path) -> None:
-    engine = engine_for(tmp_path, inventory)
+def test_setup_moves_stock_and_baseline_together(db_backend: Backend) -> None:
+    engine = engine_for(db_backend, inventory)
     apply_event(engine, inventory, created(quantity=4))  # stock 10 -> 6, 4 held by the sale
     apply_request(engine, inventory.requests["setup"], {"products": {"1": 100, "2": 5}})
     reply, _ = apply_request(engine, inventory.requests["baseline"], {})
@@ -199,8 +201,8 @@ def test_setup_moves_stock_and_baseline_together(tmp_path: Path) -> None:
         apply_request(engine, inventory.requests["setup"], {"products": {"1": -1}})
 
 
-def test_setup_users_and_baseline(tmp_path: Path) -> None:
-    engine = engine_for(tmp_path, payment)
+def test_setup_users_and_baseline(db_backend: Backend) -> None:
+    engine = engine_for(db_backend, payment)
     with Session(engine) as session:
         on_updated_inventory(created(value="30.00").follow(UPDATED_INVENTORY, "inventory"), session)
         session.commit()

@@ -54,8 +54,10 @@ def setup(body: dict[str, Any], session: Session) -> tuple[dict[str, Any], list[
         raise ContractError('setup needs {"products": {"<product_id>": <quantity>, ...}}')
     for raw_id, raw_quantity in products.items():
         product_id, quantity = _positive_int(raw_id, "product_id", 1), _positive_int(raw_quantity, "quantity", 0)
-        row = session.exec(select(Inventory).where(col(Inventory.product_id) == product_id)).first()
-        baseline = session.get(StockBaseline, product_id)
+        # FOR UPDATE: under PostgreSQL's READ COMMITTED a sale's debit committing between this
+        # read and the write below would otherwise be overwritten and miss the baseline.
+        row = session.exec(select(Inventory).where(col(Inventory.product_id) == product_id).with_for_update()).first()
+        baseline = session.get(StockBaseline, product_id, with_for_update=True)
         current = row.quantity if row else 0
         if row is None:
             session.add(Inventory(product_id=product_id, quantity=quantity))

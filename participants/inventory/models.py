@@ -21,4 +21,6 @@ class StockBaseline(SQLModel, table=True):
 
 
 def seed_rows() -> list[SQLModel]:
-    return [Inventory(id=1, product_id=1, quantity=10), StockBaseline(product_id=1, quantity=10)]
+    # No explicit id: on PostgreSQL an explicit id leaves the id sequence behind, and the next
+    # product added by `setup` would collide with it.
+    return [Inventory(product_id=1, quantity=10), StockBaseline(product_id=1, quantity=10)]

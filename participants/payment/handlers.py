@@ -51,13 +51,13 @@ def setup(body: dict[str, Any], session: Session) -> tuple[dict[str, Any], list[
         if user_id < 1 or not isinstance(fields, dict):
             raise ContractError(f"user {raw_id}: expected an id >= 1 and {{balance, name}}")
         balance = parse_money(fields.get("balance"))
-        row = session.get(User, user_id)
+        row = session.get(User, user_id, with_for_update=True)  # see inventory.setup: no lost debit
         current = row.balance if row else Decimal("0.00")
         name = str(fields.get("name") or (row.name if row else f"user{user_id}"))
         session.add(User(id=user_id, name=name, balance=balance) if row is None else row)
         if row is not None:
             row.balance, row.name = balance, name
-        base = session.get(BalanceBaseline, user_id)
+        base = session.get(BalanceBaseline, user_id, with_for_update=True)
         if base is None:
             session.add(BalanceBaseline(user_id=user_id, balance=balance))
         else:

@@ -10,6 +10,7 @@ import ssl
 from typing import Any, Awaitable, Callable
 
 import nats
+import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -47,6 +48,32 @@ def redact(url: str) -> str:
     return f"{scheme}://***@{rest.split('@', 1)[1]}" if scheme else "***@" + rest.split("@", 1)[1]
 
 
+class _RefusedForGood(Exception):
+    """Raised from the error callback to stop nats-py retrying a server that refused us."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def refused_for_good(exc: BaseException) -> bool:
+    """Wrong or missing credentials, or a TLS failure: retrying cannot help."""
+    if isinstance(exc, (ssl.SSLError, nats.errors.AuthorizationError)):
+        return True
+    text = str(exc).lower()
+    return any(word in text for word in ("authorization", "authentication", "no ssl context", "tls", "permissions violation"))
+
+
+def connection_files(creds: str | None, tls_ca: str | None) -> tuple[str | None, str | None]:
+    """The credentials file and CA file to use (options, else environment), checked to exist."""
+    creds = creds or os.environ.get("SAGACTL_NATS_CREDS") or None
+    tls_ca = tls_ca or os.environ.get("SAGACTL_TLS_CA") or None
+    for what, path in (("credentials file", creds), ("TLS CA file", tls_ca)):
+        if path and not os.path.isfile(path):
+            raise BrokerUnavailable(f"{what} {path} does not exist")
+    return creds, tls_ca
+
+
 async def connect(
     urls: list[str],
     name: str,
@@ -57,15 +84,31 @@ async def connect(
     on_event: Callable[[str], Awaitable[None]] | None = None,
     connect_timeout: float = 2.0,
 ) -> Client:
-    """Connect to the first reachable server of `urls`; daemons keep reconnecting for ever."""
-    creds = creds or os.environ.get("SAGACTL_NATS_CREDS") or None
-    tls_ca = tls_ca or os.environ.get("SAGACTL_TLS_CA") or None
+    """Connect to the first reachable server of `urls`; daemons keep reconnecting for ever.
+
+    Credentials come from the URL (`nats://user:password@host`, `nats://token@host`), a `.creds`
+    file (`creds`, env SAGACTL_NATS_CREDS) and a CA for TLS (`tls_ca`, env SAGACTL_TLS_CA). A
+    server that refuses them fails the connect at once, even for a daemon: waiting cannot help.
+    """
+    creds, tls_ca = connection_files(creds, tls_ca)
     options: dict[str, Any] = {}
     if creds:
         options["user_credentials"] = creds
     if tls_ca:
-        context = ssl.create_default_context(cafile=tls_ca)
-        options["tls"] = context
+        options["tls"] = ssl.create_default_context(cafile=tls_ca)
+    connecting = True
+    last_error: list[BaseException] = []
+
+    async def _error(exc: Exception) -> None:
+        if connecting:
+            last_error[:] = [exc]
+            if refused_for_good(exc):
+                raise _RefusedForGood(exc)
+            return
+        if on_event is not None:
+            await on_event(f"error: {describe(exc)}")
+
+    options["error_cb"] = _error
     if on_event is not None:
 
         async def _disconnected() -> None:
@@ -74,18 +117,10 @@ async def connect(
         async def _reconnected() -> None:
             await on_event("reconnected")
 
-        async def _error(exc: Exception) -> None:
-            await on_event(f"error: {exc}")
-
-        options.update(disconnected_cb=_disconnected, reconnected_cb=_reconnected, error_cb=_error)
-    else:
-
-        async def _quiet(exc: Exception) -> None:
-            return None
-
-        options["error_cb"] = _quiet
+        options.update(disconnected_cb=_disconnected, reconnected_cb=_reconnected)
+    client = Client()
     try:
-        return await nats.connect(
+        await client.connect(
             servers=urls,
             name=name,
             connect_timeout=connect_timeout,
@@ -95,13 +130,23 @@ async def connect(
             **options,
         )
     except Exception as exc:  # nats-py raises several unrelated types for the same failure
+        cause = exc.cause if isinstance(exc, _RefusedForGood) else (last_error[0] if last_error else exc)
+        try:
+            await client.close()
+        except Exception:
+            pass
         where = ", ".join(redact(u) for u in urls)
-        raise BrokerUnavailable(f"cannot connect to NATS at {where}: {describe(exc)}") from None
+        raise BrokerUnavailable(f"cannot connect to NATS at {where}: {describe(cause)}") from None
+    connecting = False
+    return client
 
 
 def describe(exc: BaseException) -> str:
+    """One line about a connection or JetStream failure, without the nats-py prefix."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS: {exc.verify_message} (give the server's CA with --tls-ca)"
     text = str(exc).strip() or type(exc).__name__
-    return text.replace("nats: ", "")
+    return " ".join(text.replace("nats: ", "").split())
 
 
 def stream_config(replicas: int = 1, max_age_s: float = 0, max_bytes: int = -1) -> StreamConfig:

@@ -19,6 +19,7 @@ import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from sqlalchemy.exc import OperationalError
 
 from participants.contract import DEAD_LETTER_SUBJECT_ROOT, STREAM, ContractError, control_subject, parse_event
 from participants.runtime import broker
@@ -260,5 +261,8 @@ def run(participant: Participant, settings: Settings | None = None) -> None:
         asyncio.run(daemon.serve())
     except broker.BrokerUnavailable as exc:
         daemon.log.write("fatal", error=str(exc))
+        raise SystemExit(3) from None
+    except OperationalError as exc:  # the database is unreachable or refused us at start
+        daemon.log.write("fatal", error=f"database: {' '.join(str(exc.orig).split())}")
         raise SystemExit(3) from None
 

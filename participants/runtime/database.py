@@ -4,6 +4,11 @@ SQLite is the default (one file per participant). Its settings are what make rep
 participant safe on one file: WAL so readers never block the writer, a busy timeout so a second
 writer waits instead of failing, and `BEGIN IMMEDIATE` so a transaction takes the write lock
 before it reads the rows it will change.
+
+PostgreSQL (`postgresql+psycopg://...`) runs at its default READ COMMITTED: the handlers' changes
+are single conditional UPDATEs, which PostgreSQL re-checks against the committed row after
+waiting for its lock, so they stay atomic; replicas starting together take an advisory lock to
+create the schema and insert the seed rows once.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Iterable
 
-from sqlalchemy import BigInteger, Engine, LargeBinary, event, inspect
+from sqlalchemy import BigInteger, Connection, Engine, LargeBinary, event, inspect, text
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
@@ -72,10 +77,15 @@ def utc_datetime() -> datetime:
     return datetime.now(timezone.utc)
 
 
+# Key of the PostgreSQL advisory lock that serialises schema creation and seeding across the
+# replicas of a participant starting at the same time (any constant; "sagactl" in ASCII).
+SCHEMA_LOCK_KEY = 0x736167616374
+
+
 def make_engine(url: str, synchronous: str = "NORMAL") -> Engine:
     """Create the engine for a participant database URL (SQLite tuned for one writer at a time)."""
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(postgres_driver(url), pool_pre_ping=True)
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
@@ -96,15 +106,36 @@ def make_engine(url: str, synchronous: str = "NORMAL") -> Engine:
     return engine
 
 
+def postgres_driver(url: str) -> str:
+    """`postgresql://` and `postgres://` mean psycopg 3 here (SQLAlchemy's default is psycopg2)."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain):]
+    return url
+
+
+def lock_schema(connection: Connection) -> None:
+    """Serialise schema creation and seeding with other replicas until this transaction ends.
+
+    SQLite needs nothing here: every transaction begins IMMEDIATE, which already excludes
+    other writers of the file.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+
+
 def create_schema(engine: Engine, tables: Iterable[type[SQLModel]]) -> None:
     """Create the runtime's tables and the participant's own; existing tables are kept."""
     wanted = [*RUNTIME_TABLES, *tables]
-    SQLModel.metadata.create_all(engine, tables=[t.__table__ for t in wanted])  # type: ignore[attr-defined]
+    with engine.begin() as connection:
+        lock_schema(connection)
+        SQLModel.metadata.create_all(connection, tables=[t.__table__ for t in wanted])  # type: ignore[attr-defined]
 
 
 def seed_once(engine: Engine, rows: Iterable[SQLModel]) -> bool:
     """Insert the seed rows the first time this database starts; later starts change nothing."""
     with Session(engine) as session:
+        lock_schema(session.connection())
         if session.get(RuntimeMeta, "seeded") is not None:
             return False
         for row in rows:

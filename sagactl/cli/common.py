@@ -31,6 +31,14 @@ NatsUrlOption = Annotated[
     typer.Option("--nats-url", envvar="NATS_URL", help="Use this NATS server (or comma-separated cluster) instead of the embedded one."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of tables.")]
+CredsOption = Annotated[
+    Path | None,
+    typer.Option("--creds", envvar="SAGACTL_NATS_CREDS", help="NATS .creds file (user JWT and seed) for a secured server."),
+]
+TlsCaOption = Annotated[
+    Path | None,
+    typer.Option("--tls-ca", envvar="SAGACTL_TLS_CA", help="CA certificate file to verify the NATS server's TLS certificate."),
+]
 
 
 def state_dir(path: Path | None) -> StateDir:

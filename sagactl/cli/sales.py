@@ -7,7 +7,10 @@ from typing import Annotated, Any
 import typer
 
 from participants.contract import ContractError, Sale, parse_sale
-from sagactl.cli.common import JsonOption, NatsUrlOption, StateDirOption, out, handle_errors, print_json, run_async, state_dir
+from sagactl.cli.common import (
+    CredsOption, JsonOption, NatsUrlOption, StateDirOption, TlsCaOption, out, handle_errors, print_json, run_async, state_dir,
+)
+from sagactl.connection import use_connection_files
 from sagactl.client import SagaClient
 from sagactl.errors import ExitCode, UsageError
 from sagactl.scenario.runner import PARTICIPANTS
@@ -30,6 +33,8 @@ def submit(
     state: StateDirOption = None,
     nats_url: NatsUrlOption = None,
     json: JsonOption = False,
+    creds: CredsOption = None,
+    tls_ca: TlsCaOption = None,
 ) -> None:
     """Submit a sale through the sale service and print its id.
 
@@ -41,6 +46,7 @@ def submit(
     except ContractError as exc:
         raise UsageError(str(exc).replace("product_id", "--product-id").replace("user_id", "--user-id")
                          .replace("quantity", "--quantity").replace("value:", "--value:")) from None
+    use_connection_files(creds, tls_ca)
     urls = Supervisor(state_dir(state)).nats_urls(nats_url)
     result = run_async(_submit(urls, sale, wait, timeout))
     if json:
@@ -75,13 +81,20 @@ async def _submit(urls: list[str], sale: Sale, wait: bool, timeout: float) -> di
         await client.close()
 
 
-def state(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: JsonOption = False) -> None:
+def state(
+    state: StateDirOption = None,
+    nats_url: NatsUrlOption = None,
+    json: JsonOption = False,
+    creds: CredsOption = None,
+    tls_ca: TlsCaOption = None,
+) -> None:
     """Print each service's tables, as each participant reports its own database.
 
     Exit 1 when a participant does not answer.
 
     Example: sagactl state --json
     """
+    use_connection_files(creds, tls_ca)
     urls = Supervisor(state_dir(state)).nats_urls(nats_url)
     tables = run_async(_state(urls))
     if json:

@@ -10,8 +10,13 @@ from rich.table import Table
 
 from participants.contract import DEAD_LETTER_STREAM, STREAM
 from participants.runtime import broker
-from sagactl.cli.common import JsonOption, NatsUrlOption, StateDirOption, err, handle_errors, out, print_json, run_async, state_dir
-from sagactl.errors import ExitCode, Unavailable
+from sagactl.cli.common import (
+    CredsOption, JsonOption, NatsUrlOption, StateDirOption, TlsCaOption, err, handle_errors, out, print_json, run_async, state_dir,
+)
+from sagactl.cluster import EmbeddedCluster
+from sagactl.cluster import describe as describe_nodes
+from sagactl.connection import parse_db_urls, redact_db_url, use_connection_files
+from sagactl.errors import ExitCode, Unavailable, UsageError
 from sagactl.supervisor import Supervisor, parse_replicas
 
 
@@ -25,16 +30,23 @@ def up(
     state: StateDirOption = None,
     nats_url: NatsUrlOption = None,
     replicas: Annotated[list[str], typer.Option("--replicas", help="Processes of one participant, e.g. inventory=3 (repeatable).")] = [],
+    cluster: Annotated[int | None, typer.Option("--cluster", help="Start an embedded JetStream cluster of this many nodes (2-5) instead of one server.")] = None,
+    db_url: Annotated[list[str], typer.Option("--db-url", help="A participant's database, e.g. sale=postgresql+psycopg://user@host/sale (repeatable; env SAGACTL_DB_URL_<NAME>).")] = [],
+    creds: CredsOption = None,
+    tls_ca: TlsCaOption = None,
 ) -> None:
     """Start NATS (embedded unless --nats-url) and the three participants; return when all are ready.
 
-    Running it again starts only what is missing, so it also restarts a participant that died.
+    Running it again starts only what is missing (a participant or cluster node that died); it remembers --db-url, --creds and --tls-ca.
 
-    Example: sagactl up && sagactl submit --product-id 1 --user-id 1 --value 20.00 --quantity 2 --wait
+    Example: sagactl up --cluster 3 --replicas inventory=3 --db-url payment=postgresql+psycopg://postgres@127.0.0.1/payment
     """
+    if cluster is not None and nats_url:
+        raise UsageError("--cluster starts embedded servers; it cannot be combined with --nats-url")
+    use_connection_files(creds, tls_ca)
     supervisor = Supervisor(state_dir(state))
     with err.status("starting NATS and the participants…"):
-        urls = supervisor.up(nats_url, replicas=parse_replicas(replicas))
+        urls = supervisor.up(nats_url, replicas=parse_replicas(replicas), db_urls=parse_db_urls(db_url), cluster=cluster)
     running = [f"{p.name}" + (f"-{p.replica}" if p.replica > 1 else "") for p in supervisor.processes() if p.running]
     err.print(f"up: NATS {supervisor.describe_url(urls)}; running: {', '.join(running)}; state in {supervisor.state.root}")
 
@@ -53,13 +65,20 @@ def down(
     err.print(f"down: {what}" + ("; databases and stream store deleted" if purge else ""))
 
 
-def status(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: JsonOption = False) -> None:
+def status(
+    state: StateDirOption = None,
+    nats_url: NatsUrlOption = None,
+    json: JsonOption = False,
+    creds: CredsOption = None,
+    tls_ca: TlsCaOption = None,
+) -> None:
     """Show the NATS URL, each participant process, the stream and each consumer's backlog.
 
     Exit 0 when every participant runs and NATS answers, 1 otherwise.
 
     Example: sagactl status --json
     """
+    use_connection_files(creds, tls_ca)
     supervisor = Supervisor(state_dir(state))
     report: dict[str, Any] = {"state_dir": str(supervisor.state.root)}
     try:
@@ -71,6 +90,7 @@ def status(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: J
         {"name": p.name, "replica": p.replica, "pid": p.pid, "running": p.running, "log": str(p.log_file)}
         for p in supervisor.processes()
     ]
+    report.update(_servers_and_databases(supervisor))
     report["stream"], report["consumers"], report["dead_letters"] = None, [], None
     report["nats_reachable"] = False
     if urls:
@@ -89,6 +109,14 @@ def status(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: J
         raise typer.Exit(int(ExitCode.FAILED))
 
 
+def _servers_and_databases(supervisor: Supervisor) -> dict[str, Any]:
+    """The embedded cluster's nodes (if any) and the database URLs given to `up` (redacted)."""
+    cluster = EmbeddedCluster(supervisor.state)
+    databases = supervisor.state.load_system().get("db_urls") or {}
+    return {"cluster": describe_nodes(cluster.nodes(), cluster) or None,
+            "databases": {name: redact_db_url(url) for name, url in databases.items()}}
+
+
 async def _stream_report(urls: list[str]) -> dict[str, Any]:
     nc = await broker.connect(urls, "sagactl-status", reconnect_forever=False)
     try:
@@ -99,7 +127,8 @@ async def _stream_report(urls: list[str]) -> dict[str, Any]:
         except NotFoundError:
             return result
         result["stream"] = {"name": STREAM, "messages": info.state.messages, "bytes": info.state.bytes,
-                            "first_seq": info.state.first_seq, "last_seq": info.state.last_seq}
+                            "first_seq": info.state.first_seq, "last_seq": info.state.last_seq,
+                            "replicas": info.config.num_replicas, "leader": info.cluster.leader if info.cluster else None}
         for consumer in await js.consumers_info(STREAM):
             result["consumers"].append({
                 "name": consumer.name,
@@ -120,6 +149,11 @@ def _print_status(report: dict[str, Any]) -> None:
     nats = report["nats_url"] or "(none: run `sagactl up`)"
     reach = "reachable" if report["nats_reachable"] else "[red]not reachable[/]"
     out.print(f"NATS: {nats} ({reach})   state: {report['state_dir']}")
+    if report.get("cluster"):
+        nodes = ", ".join(f"{n['name']} {'[green]running[/]' if n['running'] else '[red]stopped[/]'}" for n in report["cluster"])
+        out.print(f"cluster: {nodes}")
+    for name, url in (report.get("databases") or {}).items():
+        out.print(f"database {name}: {url}")
     processes = Table(title="participants", title_justify="left")
     for column in ("name", "replica", "pid", "state", "log"):
         processes.add_column(column)
@@ -129,7 +163,8 @@ def _print_status(report: dict[str, Any]) -> None:
     out.print(processes)
     if report["stream"]:
         s = report["stream"]
-        out.print(f"stream {s['name']}: {s['messages']} messages ({s['bytes']} bytes), dead letters: {report['dead_letters']}")
+        where = f", {s['replicas']} replicas, leader {s['leader']}" if s.get("leader") else ""
+        out.print(f"stream {s['name']}: {s['messages']} messages ({s['bytes']} bytes){where}, dead letters: {report['dead_letters']}")
         consumers = Table(title="consumers", title_justify="left")
         for column in ("consumer", "pending", "ack pending", "redelivered"):
             consumers.add_column(column, justify="right" if column != "consumer" else "left")

@@ -1,0 +1,103 @@
+"""The database backends the suite runs against: SQLite files, and PostgreSQL when configured.
+
+One set of tests, the backend chosen by configuration: fixtures that touch a participant's
+database take `db_backend`, which is parametrized over `sqlite` and `postgres`. The PostgreSQL
+half needs `SAGACTL_TEST_POSTGRES_URL` (a server URL whose role may create databases, e.g.
+`postgresql://postgres@127.0.0.1:5432/test`); each test gets databases of its own, created for it
+and dropped after it. Without the URL those tests are skipped with the reason, unless
+`SAGACTL_REQUIRE_POSTGRES=1` (set by `.ci/run`), which turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+POSTGRES_URL_ENV = "SAGACTL_TEST_POSTGRES_URL"
+REQUIRE_POSTGRES_ENV = "SAGACTL_REQUIRE_POSTGRES"
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+class SqliteBackend:
+    name = "sqlite"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def url(self, participant: str) -> str:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.folder / participant}.db"
+
+    def close(self) -> None:
+        pass
+
+
+class PostgresBackend:
+    """One fresh database per participant per test on the configured server; dropped at the end."""
+
+    name = "postgres"
+
+    def __init__(self, server_url: str) -> None:
+        from sqlalchemy.engine import make_url
+
+        self.server = make_url(server_url).set(drivername="postgresql+psycopg")
+        self.prefix = f"sagactl_t{uuid.uuid4().hex[:10]}"
+        self.created: dict[str, str] = {}
+
+    def _admin(self):  # type: ignore[no-untyped-def]
+        import psycopg
+
+        plain = self.server.set(drivername="postgresql")
+        return psycopg.connect(plain.render_as_string(hide_password=False), autocommit=True, connect_timeout=5)
+
+    def url(self, participant: str) -> str:
+        if participant not in self.created:
+            database = f"{self.prefix}_{participant}"
+            with self._admin() as admin:
+                admin.execute(f'CREATE DATABASE "{database}"')
+            self.created[participant] = database
+        return self.server.set(database=self.created[participant]).render_as_string(hide_password=False)
+
+    def close(self) -> None:
+        if not self.created:
+            return
+        with self._admin() as admin:
+            for database in self.created.values():
+                admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        self.created.clear()
+
+
+def postgres_server_url() -> str:
+    """The configured server, or skip (fail in CI) with the reason."""
+    url = os.environ.get(POSTGRES_URL_ENV, "").strip()
+    if url:
+        return url
+    reason = f"PostgreSQL tests need {POSTGRES_URL_ENV} (e.g. postgresql://postgres@127.0.0.1:5432/test)"
+    if os.environ.get(REQUIRE_POSTGRES_ENV) == "1":
+        pytest.fail(f"{reason}; {REQUIRE_POSTGRES_ENV}=1 forbids skipping them")
+    pytest.skip(reason)
+
+
+@pytest.fixture(params=BACKENDS)
+def db_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqliteBackend | PostgresBackend]:
+    """Where participants keep their tables in this test: SQLite files or PostgreSQL databases."""
+    backend: SqliteBackend | PostgresBackend
+    if request.param == "postgres":
+        backend = PostgresBackend(postgres_server_url())
+    else:
+        backend = SqliteBackend(tmp_path / "db")
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+def db_urls(backend: SqliteBackend | PostgresBackend, participants: list[str]) -> dict[str, str]:
+    """`--db-url` values for a system; SQLite keeps the supervisor's default files in the state dir."""
+    if backend.name == "sqlite":
+        return {}
+    return {name: backend.url(name) for name in participants}
