@@ -50,11 +50,6 @@ class Node:
         return f"sagactl-{self.number}"
 
 
-def stream_replicas(size: int) -> int:
-    """How many copies of each stream a cluster of `size` nodes keeps."""
-    return min(size, 3)
-
-
 class EmbeddedCluster:
     """Start, find and stop the nodes of one state directory's cluster."""
 

@@ -200,7 +200,13 @@ class Supervisor:
             SAGACTL_STATE_DIR=str(self.state.root),
             SAGACTL_REPLICA=str(replica),
         )
+        system = self.state.load_system()
+        given_db = (system.get("db_urls") or {}).get(name)  # `up --db-url`, kept for restarts
+        if given_db:
+            env[f"SAGACTL_DB_URL_{name.upper()}"] = given_db
         env.setdefault(f"SAGACTL_DB_URL_{name.upper()}", self.state.db_url(name))
+        if system.get("cluster"):
+            env.setdefault("SAGACTL_STREAM_REPLICAS", str(min(int(system["cluster"]["size"]), 3)))
         env.update(extra)
         return env
 
@@ -255,30 +261,21 @@ class Supervisor:
         self.state.make()
         system = self.state.load_system()
         self._remember_connection_files(system)
-        extra_env = {name: dict(env) for name, env in (extra_env or {}).items()}
         if nats_url:
             urls = self.nats_urls(nats_url)
             check_reachable(urls)
             system.update(nats_url=",".join(urls), embedded=False)
             self.state.save_system(system)
         elif cluster or system.get("cluster"):
-            from sagactl.cluster import EmbeddedCluster, stream_replicas
+            from sagactl.cluster import EmbeddedCluster
 
-            size = cluster or int(system["cluster"]["size"])
-            urls = EmbeddedCluster(self.state).start(size)
+            urls = EmbeddedCluster(self.state).start(cluster or int(system["cluster"]["size"]))
             system = self.state.load_system()
-            for name in participants or BUILT_IN:
-                extra_env.setdefault(name, {}).setdefault("SAGACTL_STREAM_REPLICAS", str(stream_replicas(size)))
         else:
             urls = [self.start_nats()]
             system = self.state.load_system()
-        databases = dict(system.get("db_urls") or {})
-        databases.update(db_urls or {})
-        if databases:
-            system["db_urls"] = databases
-            self.state.save_system(system)
-        for name, url in databases.items():
-            extra_env.setdefault(name, {}).setdefault(f"SAGACTL_DB_URL_{name.upper()}", url)
+        if db_urls:
+            system["db_urls"] = {**(system.get("db_urls") or {}), **db_urls}
         wanted = dict(system.get("participants") or {})
         wanted.update(participants or BUILT_IN)
         counts = dict(system.get("replicas") or {})
@@ -292,7 +289,7 @@ class Supervisor:
                     continue
                 log_file = self.state.log_file(name, replica)
                 offset = log_file.stat().st_size if log_file.exists() else 0
-                process = self.start_participant(name, reference, replica, urls, extra_env.get(name))
+                process = self.start_participant(name, reference, replica, urls, (extra_env or {}).get(name))
                 started.append((name, replica, process, offset))
         self.wait_ready(started)
         return urls
