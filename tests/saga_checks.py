@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 
 from participants.contract import STREAM, parse_sale
@@ -49,18 +50,22 @@ async def await_terminal(client: SagaClient, sale_ids: list[int], timeout: float
     return dict(zip(sale_ids, await asyncio.gather(*(one(i) for i in sale_ids))))
 
 
-async def stream_events(client: SagaClient) -> list[dict[str, Any]]:
-    """Every event body on the SAGA stream, in order (direct reads: no consumer is disturbed)."""
+async def stream_messages(client: SagaClient) -> list[RawStreamMsg]:
+    """Every message on the SAGA stream, in order (direct reads: no consumer is disturbed)."""
     js = client.nc.jetstream()
     info = await js.stream_info(STREAM)
-    events = []
+    messages = []
     for seq in range(info.state.first_seq, info.state.last_seq + 1):
         try:
-            message = await js.get_msg(STREAM, seq)
+            messages.append(await js.get_msg(STREAM, seq))
         except NotFoundError:
             continue
-        events.append(orjson.loads(message.data))
-    return events
+    return messages
+
+
+async def stream_events(client: SagaClient) -> list[dict[str, Any]]:
+    """Every event body on the SAGA stream, in order."""
+    return [orjson.loads(m.data) for m in await stream_messages(client) if m.data]
 
 
 async def assert_conserved(client: SagaClient) -> dict[str, Any]:
