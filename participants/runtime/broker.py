@@ -5,6 +5,7 @@ The CLI and the participants both call these, so the stream and its settings hav
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
 from typing import Any, Awaitable, Callable
@@ -131,8 +132,8 @@ async def connect(
         )
     except Exception as exc:  # nats-py raises several unrelated types for the same failure
         cause = exc.cause if isinstance(exc, _RefusedForGood) else (last_error[0] if last_error else exc)
-        try:
-            await client.close()
+        try:  # nats-py's close can wait for ever on a transport whose TLS handshake failed
+            await asyncio.wait_for(client.close(), timeout=1.0)
         except Exception:
             pass
         where = ", ".join(redact(u) for u in urls)
@@ -144,7 +145,7 @@ async def connect(
 def describe(exc: BaseException) -> str:
     """One line about a connection or JetStream failure, without the nats-py prefix."""
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS: {exc.verify_message} (give the server's CA with --tls-ca)"
+        return f"TLS certificate verify failed: {exc.verify_message} (is the server's CA given with --tls-ca?)"
     text = str(exc).strip() or type(exc).__name__
     return " ".join(text.replace("nats: ", "").split())
 
