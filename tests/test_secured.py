@@ -143,3 +143,39 @@ def test_wrong_or_missing_creds_file(state: StateDir, creds_server: SecuredServe
     assert_one_line_failure(sagactl(state, "up", "--nats-url", url), "Authorization Violation")
     missing = sagactl(state, "up", "--nats-url", url, "--creds", str(tmp_path / "nope.creds"))
     assert missing.exit_code == 2 and "nope.creds" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
+
+
+# The permissions docs/deploy.md gives the participants' user and the CLI's user.
+PERMISSIONS = """authorization {
+  users: [
+    { user: participant, password: "%s",
+      permissions: { publish: ["saga.>", "sagadlq.>", "$JS.API.>", "$JS.ACK.SAGA.>", "_INBOX.>"],
+                     subscribe: ["sagactl.>", "_INBOX.>"] } },
+    { user: operator, password: "%s",
+      permissions: { publish: ["sagactl.>", "$JS.API.>"],
+                     subscribe: ["saga.>", "_INBOX.>"] } }
+  ]
+}""" % (PASSWORD, PASSWORD)
+
+
+@pytest.fixture
+def permissioned(tmp_path: Path) -> Iterator[SecuredServer]:
+    yield from run_server(tmp_path / "permissions", PERMISSIONS)
+
+
+def test_the_documented_least_privilege_users_are_enough(state: StateDir, permissioned: SecuredServer) -> None:
+    try:
+        up = sagactl(state, "up", "--nats-url", f"nats://participant:{PASSWORD}@{permissioned.address}")
+        assert up.exit_code == 0, up.output
+        operator = ["--nats-url", f"nats://operator:{PASSWORD}@{permissioned.address}"]
+        sale = sagactl(state, "submit", *operator, "--product-id", "1", "--user-id", "1", "--value", "20.00",
+                       "--quantity", "2", "--wait")
+        assert sale.exit_code == 0 and "FINALIZED" in sale.stdout, sale.output
+        tables = json.loads(sagactl(state, "state", *operator, "--json").stdout)
+        assert tables["inventory"]["inventories"][0]["quantity"] == 8
+        report = json.loads(sagactl(state, "status", *operator, "--json").stdout)
+        assert report["stream"]["messages"] == 4 and report["nats_reachable"]
+        logs = "".join(p.read_text() for p in state.logs_dir.glob("*.log"))
+        assert "permissions violation" not in logs.lower(), logs
+    finally:
+        Supervisor(state).down()
