@@ -9,8 +9,10 @@ that makes sense here), so losing one node loses nothing and the stream elects a
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import asdict, dataclass
@@ -104,7 +106,19 @@ class EmbeddedCluster:
                     log = self.state.nats_log_file(node.number)
                     raise Unavailable(f"cluster node {node.number} did not start on {node.url} (log: {log}):\n{tail(log)}")
                 time.sleep(0.02)
+        self._wait_for_full_mesh(nodes, deadline)
         return [n.url for n in nodes]
+
+    def _wait_for_full_mesh(self, nodes: list[Node], deadline: float) -> None:
+        """Until every node routes to every other: a request reaches its responder only over a
+        direct route, so a missing one would make a participant look absent from some nodes."""
+        for node in nodes:
+            wanted = {f"127.0.0.1:{n.port}" for n in nodes}
+            while not wanted <= set(server_info(node.port).get("connect_urls") or []):
+                if time.monotonic() > deadline:
+                    raise Unavailable(f"cluster node {node.number} did not route to all its peers "
+                                      f"(log: {self.state.nats_log_file(node.number)})")
+                time.sleep(0.05)
 
     def _free_ports(self, node: Node, nodes: list[Node]) -> Node:
         """Keep a stopped node's ports unless another process took them meanwhile."""
@@ -143,6 +157,16 @@ class EmbeddedCluster:
                 stopped.append(node.server_name)
             self.state.nats_pid_file(node.number).unlink(missing_ok=True)
         return stopped
+
+
+def server_info(port: int) -> dict[str, Any]:
+    """The INFO a nats-server greets clients with (its peers' client URLs included); {} if none."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as connection:
+            line = connection.makefile("rb").readline()
+        return json.loads(line.split(b" ", 1)[1]) if line.startswith(b"INFO ") else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def node_by_server_name(nodes: list[Node], server_name: str | None) -> Node | None:

@@ -321,13 +321,13 @@ class Supervisor:
                 os.kill(info.pid, signal.SIGTERM)  # all at once: each takes up to a fetch timeout to stop
         for info in infos:
             self.stop_participant(info.name, info.replica)
-        if self.embedded_pid():
-            stopped.append("nats-server")
-        self.stop_nats()
         if self.state.load_system().get("cluster"):
             from sagactl.cluster import EmbeddedCluster
 
             stopped += EmbeddedCluster(self.state).stop()
+        if self.embedded_pid():
+            stopped.append("nats-server")
+        self.stop_nats()
         if purge:
             for path in self.state.db_files():
                 path.unlink(missing_ok=True)

@@ -56,7 +56,7 @@ def test_up_cluster_runs_three_loopback_nodes_with_replicated_streams(state: Sta
         pids = [EmbeddedCluster(state).node_pid(n) for n in EmbeddedCluster(state).nodes()]
     finally:
         down = runner.invoke(app, ["down", *root])
-    assert down.exit_code == 0 and "sagactl-3" in down.stderr
+    assert down.exit_code == 0 and all(f"sagactl-{n}" in down.stderr for n in (1, 2, 3))
     assert not any(pid_alive(pid) for pid in pids)
 
 
