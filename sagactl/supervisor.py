@@ -260,7 +260,6 @@ class Supervisor:
         """
         self.state.make()
         system = self.state.load_system()
-        self._remember_connection_files(system)
         if nats_url:
             urls = self.nats_urls(nats_url)
             check_reachable(urls)
@@ -274,6 +273,7 @@ class Supervisor:
         else:
             urls = [self.start_nats()]
             system = self.state.load_system()
+        self._remember_connection_files(system)
         if db_urls:
             system["db_urls"] = {**(system.get("db_urls") or {}), **db_urls}
         wanted = dict(system.get("participants") or {})

@@ -4,6 +4,8 @@ missing ones fails in one line (no traceback, no hang) without ever printing a s
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -117,6 +119,18 @@ def test_refused_credentials_fail_in_one_line(
     assert_one_line_failure(submit, expected)
     assert PASSWORD not in up.output + submit.output
     assert not Supervisor(state).processes() or not any(p.running for p in Supervisor(state).processes())
+
+
+def test_refusal_is_one_line_on_the_real_stderr(state: StateDir, tls_users: SecuredServer, certificates: Certificates) -> None:
+    """Out of process, so that whatever asyncio or nats-py print on stderr would show too."""
+    for options in (["--tls-ca", str(certificates.ca)], []):
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "sagactl"), "up", "--state-dir", str(state.root),
+             "--nats-url", f"nats://alice:wrong@{tls_users.address}", *options],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert result.returncode == 3 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert result.stderr.startswith("sagactl: error: cannot connect to NATS at nats://***@127.0.0.1:")
 
 
 def test_token_in_the_url(state: StateDir, token_server: SecuredServer) -> None:

@@ -6,6 +6,7 @@ The CLI and the participants both call these, so the stream and its settings hav
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import ssl
 from typing import Any, Awaitable, Callable
@@ -35,6 +36,11 @@ from participants.contract import (
 # JetStream drops a republished message with the same Nats-Msg-Id inside this window; the
 # participants' inboxes catch the copies that arrive later or under another id.
 DUPLICATE_WINDOW_S = 120.0
+
+
+# asyncio warns on stderr when a server closes a TLS connection that it refused; the refusal
+# itself is reported in one line by `connect`, so this warning would only be a second line.
+logging.getLogger("asyncio").addFilter(lambda record: "eof_received" not in record.getMessage())
 
 
 class BrokerUnavailable(Exception):
