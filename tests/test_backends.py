@@ -3,6 +3,7 @@ updates stay atomic (PostgreSQL: READ COMMITTED), one event applied by two repli
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -124,3 +125,24 @@ def wait_for_a_lock_wait(engine, timeout: float = 20.0) -> None:  # type: ignore
                 return
             time.sleep(0.02)
     pytest.fail("replica B never waited for replica A's lock")
+
+
+def test_an_unreachable_database_fails_up_clearly_without_its_password(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from sagactl.cli.main import app
+
+    runner = CliRunner()
+    root = ["--state-dir", str(tmp_path / "state")]
+    try:
+        result = runner.invoke(app, ["up", "--db-url", "sale=postgresql://saga:pw-9x7@127.0.0.1:1/sale", *root])
+        assert result.exit_code == 3, result.output
+        assert "participant sale exited" in result.stderr and "database: connection failed" in result.stderr
+        assert "Traceback" not in result.output and "pw-9x7" not in result.output
+        report = runner.invoke(app, ["status", "--json", *root])
+        assert json.loads(report.stdout)["databases"] == {"sale": "postgresql://saga:***@127.0.0.1:1/sale"}
+        assert "pw-9x7" not in report.output
+    finally:
+        runner.invoke(app, ["down", *root])
+    bad = runner.invoke(app, ["up", "--db-url", "sale=mysql://x/y", *root])
+    assert bad.exit_code == 2 and "--db-url takes NAME=URL" in bad.stderr
