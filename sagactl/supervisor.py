@@ -46,6 +46,9 @@ def nats_server_binary() -> str:
 
 
 def nats_config_file() -> Path:
+    override = os.environ.get("SAGACTL_NATS_CONFIG")  # `sagactl bench --fsync` writes its own
+    if override:
+        return Path(override)
     packaged = resources.files("sagactl") / "nats.conf"
     if packaged.is_file():
         return Path(str(packaged))

@@ -19,6 +19,7 @@ from participants.contract import (
 from participants.sale.models import SaleRow, SaleStatus
 
 PRODUCER = "sale"
+MAX_SALES_PER_REQUEST = 1000
 
 
 def submit(body: dict[str, Any], session: Session) -> tuple[dict[str, Any], list[Event]]:
@@ -29,6 +30,30 @@ def submit(body: dict[str, Any], session: Session) -> tuple[dict[str, Any], list
     session.flush()  # assigns the id the event needs
     assert row.id is not None
     return {"sale_id": row.id, "status": SaleStatus.PENDING.name}, [new_event(CREATED_SALE, row.id, sale, PRODUCER)]
+
+
+def submit_many(body: dict[str, Any], session: Session) -> tuple[dict[str, Any], list[Event]]:
+    """Store several sales in one transaction: `{"sales": [{product_id, user_id, value, quantity}, ...]}`.
+
+    All or nothing: one invalid sale refuses the whole request. The reply lists the sales in the
+    order given: `{"sales": [{"sale_id": 7, "status": "PENDING"}, ...]}`.
+    """
+    raw = body.get("sales")
+    if not isinstance(raw, list) or not raw or len(raw) > MAX_SALES_PER_REQUEST:
+        raise ContractError(f'submit_many needs {{"sales": [...]}} with 1 to {MAX_SALES_PER_REQUEST} sales')
+    sales = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise ContractError(f"sales[{index}] is not an object")
+        try:
+            sales.append(parse_sale(item.get("product_id"), item.get("user_id"), item.get("value"), item.get("quantity")))
+        except ContractError as exc:
+            raise ContractError(f"sales[{index}]: {exc}") from None
+    rows = [SaleRow(**sale.model_dump(), status=SaleStatus.PENDING) for sale in sales]
+    session.add_all(rows)
+    session.flush()  # assigns the ids the events need
+    events = [new_event(CREATED_SALE, row.id, sale, PRODUCER) for row, sale in zip(rows, sales)]  # type: ignore[arg-type]
+    return {"sales": [{"sale_id": row.id, "status": SaleStatus.PENDING.name} for row in rows]}, events
 
 
 def _close(session: Session, event: Event, status: SaleStatus, reason: str | None) -> bool:
