@@ -6,7 +6,8 @@ of events per second that bookkeeping was the largest cost (see docs/performance
 protocol underneath is documented and small:
 
 - pull: publish `{"batch": n, "expires": ns}` to `$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`
-  with a reply subject; up to n messages arrive on it, then (if fewer) a 408 status at expiry;
+  with a reply subject; up to n messages arrive on it (each under its own subject), then, if
+  fewer, a 408 status at expiry whose `Nats-Pending-Messages` header says how many were owed;
 - ack: publish `+ACK`, `-NAK {"delay": ns}` or `+TERM` to a message's reply subject, whose tokens
   carry the stream sequence and the delivery count;
 - publish: a plain publish with a reply subject gets the PubAck (`{"stream":..,"seq":..}` or
@@ -31,6 +32,7 @@ from nats.aio.msg import Msg
 NATS_PY_VERSION = "2.16.0"  # the version whose behaviour this module was written and tested against
 STATUS = "Status"
 DESCRIPTION = "Description"
+PENDING_MESSAGES = "Nats-Pending-Messages"
 ACK = b"+ACK"
 TERM = b"+TERM"
 
@@ -64,9 +66,11 @@ class PullConsumer:
 
     Credit: each request asks for `batch` messages and lives `expires_s`. A new request goes out
     whenever the messages still owed to us drop below `2 * batch`, so the server always has
-    somewhere to deliver while the participant works on the previous batch. Each request has its
-    own reply subject under one wildcard subscription, so a 408 (expired) or 409 (consumer
-    deleted, leadership change ...) cancels exactly that request's remaining credit.
+    somewhere to deliver while the participant works on the previous batch. A delivered message
+    arrives under its own subject, so credit is one counter: each message takes one off, and a
+    request that ends early (408 at expiry, 409) takes off what its `Nats-Pending-Messages`
+    header says it still owed. With no word from the server for longer than a request lives
+    (a reconnect lost them), the credit starts again from zero.
     """
 
     def __init__(self, nc: Client, stream: str, consumer: str, batch: int, expires_s: float = 5.0) -> None:
@@ -74,17 +78,17 @@ class PullConsumer:
         self._api = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
         self._batch = batch
         self._expires_s = expires_s
-        self._prefix = nc.new_inbox()
+        self._request = orjson.dumps({"batch": batch, "expires": int(expires_s * 1e9)})
+        self._inbox = nc.new_inbox()
         self._sub: Any = None
-        self._owed: dict[str, int] = {}  # reply subject of a pull request -> messages still owed
-        self._deadline: dict[str, float] = {}
-        self._counter = 0
+        self._owed = 0
+        self._heard_at = time.monotonic()
         self._buffer: deque[Msg] = deque()
         self._ready = asyncio.Event()
         self.problems: deque[str] = deque(maxlen=20)  # 409 descriptions, for the participant's log
 
     async def start(self) -> None:
-        self._sub = await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_message, pending_msgs_limit=-1, pending_bytes_limit=-1)
+        self._sub = await self._nc.subscribe(self._inbox, cb=self._on_message, pending_msgs_limit=-1, pending_bytes_limit=-1)
         await self._top_up()
 
     async def stop(self) -> None:
@@ -96,8 +100,7 @@ class PullConsumer:
 
     def forget_requests(self) -> None:
         """After a reconnect the server may have lost our pull requests: ask again from zero."""
-        self._owed.clear()
-        self._deadline.clear()
+        self._owed = 0
 
     async def next_batch(self, timeout: float) -> list[Msg]:
         """Up to `batch` buffered messages; waits at most `timeout` for the first one."""
@@ -107,7 +110,8 @@ class PullConsumer:
             try:
                 await asyncio.wait_for(self._ready.wait(), timeout)
             except asyncio.TimeoutError:
-                self._expire()
+                if time.monotonic() - self._heard_at > self._expires_s + 1.0:
+                    self._owed = 0
                 await self._top_up()
                 return []
         take = min(len(self._buffer), self._batch)
@@ -118,41 +122,30 @@ class PullConsumer:
     async def _top_up(self) -> None:
         if not self._nc.is_connected:
             return
-        while sum(self._owed.values()) + len(self._buffer) < 2 * self._batch:
-            self._counter += 1
-            reply = f"{self._prefix}.{self._counter}"
-            self._owed[reply] = self._batch
-            self._deadline[reply] = time.monotonic() + self._expires_s + 1.0
-            body = orjson.dumps({"batch": self._batch, "expires": int(self._expires_s * 1e9)})
-            await self._nc.publish(self._api, body, reply=reply)
-
-    def _expire(self) -> None:
-        """Drop requests the server should have ended by now (a 408 lost in a reconnect)."""
-        now = time.monotonic()
-        for reply, deadline in list(self._deadline.items()):
-            if deadline < now:
-                self._owed.pop(reply, None)
-                self._deadline.pop(reply, None)
+        if self._owed == 0:
+            self._heard_at = time.monotonic()  # a fresh start of the silence clock
+        while self._owed + len(self._buffer) < 2 * self._batch:
+            self._owed += self._batch
+            await self._nc.publish(self._api, self._request, reply=self._inbox)
 
     async def _on_message(self, msg: Msg) -> None:
+        self._heard_at = time.monotonic()
         status = status_of(msg)
-        subject = msg.subject
         if status is None:
-            owed = self._owed.get(subject)
-            if owed is not None:
-                if owed <= 1:
-                    del self._owed[subject]
-                    self._deadline.pop(subject, None)
-                else:
-                    self._owed[subject] = owed - 1
+            if self._owed > 0:
+                self._owed -= 1
             self._buffer.append(msg)
             self._ready.set()
             return
         # 408 request expired, 409 consumer deleted / leadership change / max waiting, 404 none.
-        self._owed.pop(subject, None)
-        self._deadline.pop(subject, None)
+        headers = msg.headers or {}
+        pending = headers.get(PENDING_MESSAGES)
+        if pending is not None and pending.isdigit():
+            self._owed = max(self._owed - int(pending), 0)
+        else:
+            self._owed = 0
         if status == "409":
-            self.problems.append(str((msg.headers or {}).get(DESCRIPTION, "409")))
+            self.problems.append(str(headers.get(DESCRIPTION, "409")))
         self._ready.set()  # wake the loop so it sends a new request
 
 
