@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from participants.runtime.broker import redact
 from participants.runtime.loader import BUILT_IN
 from sagactl.errors import Unavailable, UsageError
 from sagactl.statedir import StateDir
@@ -305,6 +304,8 @@ class Supervisor:
         return stopped
 
     def describe_url(self, urls: list[str]) -> str:
+        from participants.runtime.broker import redact
+
         return ",".join(redact(u) for u in urls)
 
 

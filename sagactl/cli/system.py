@@ -5,11 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from nats.js.errors import NotFoundError
-from rich.table import Table
 
-from participants.contract import DEAD_LETTER_STREAM, STREAM
-from participants.runtime import broker
 from sagactl.cli.common import JsonOption, NatsUrlOption, StateDirOption, err, handle_errors, out, print_json, run_async, state_dir
 from sagactl.errors import ExitCode, Unavailable
 from sagactl.supervisor import Supervisor, parse_replicas
@@ -74,6 +70,9 @@ def status(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: J
     report["stream"], report["consumers"], report["dead_letters"] = None, [], None
     report["nats_reachable"] = False
     if urls:
+        from participants.runtime import broker  # imports nats: only when there is a server to ask
+
+
         try:
             report.update(run_async(_stream_report(urls)))
             report["nats_reachable"] = True
@@ -90,6 +89,11 @@ def status(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: J
 
 
 async def _stream_report(urls: list[str]) -> dict[str, Any]:
+    from nats.js.errors import NotFoundError
+
+    from participants.contract import DEAD_LETTER_STREAM, STREAM
+    from participants.runtime import broker
+
     nc = await broker.connect(urls, "sagactl-status", reconnect_forever=False)
     try:
         js = nc.jetstream()
@@ -117,6 +121,8 @@ async def _stream_report(urls: list[str]) -> dict[str, Any]:
 
 
 def _print_status(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
     nats = report["nats_url"] or "(none: run `sagactl up`)"
     reach = "reachable" if report["nats_reachable"] else "[red]not reachable[/]"
     out.print(f"NATS: {nats} ({reach})   state: {report['state_dir']}")
