@@ -199,28 +199,26 @@ class OutboxRelay:
             return
         self._housekept_at = time.monotonic()
         try:
-            self.prune()
+            prune(self._engine, self._retention)
         except Exception as exc:
             self._log.write("prune_failed", error=str(exc))
 
-    def prune(self) -> None:
-        """Delete sent outbox rows and inbox rows past their retention, oldest first, in bounded chunks."""
-        assert self._engine is not None and self._retention is not None
-        now = utc_datetime()
-        inbox_before = now - timedelta(seconds=self._retention.inbox_s)
-        outbox_before = now - timedelta(seconds=self._retention.outbox_sent_s)
-        with self._engine.begin() as connection:
-            if connection.dialect.name == "sqlite":
-                # Rows are inserted in time order, so the oldest rowids are the old rows: a bounded
-                # scan from the start instead of a full one (handled_at has no index).
-                connection.execute(text(
-                    "DELETE FROM saga_inbox WHERE rowid IN (SELECT rowid FROM saga_inbox ORDER BY rowid LIMIT :n) "
-                    "AND handled_at < :before"), {"n": PRUNE_CHUNK, "before": _sqlite_time(inbox_before)})
-            else:
-                connection.execute(_INBOX.delete().where(_INBOX.c.handled_at < inbox_before))
-            connection.execute(
-                _OUTBOX.delete().where(_OUTBOX.c.sent_at.is_not(None), _OUTBOX.c.sent_at < outbox_before)
-            )
+
+def prune(engine: Engine, retention: Retention) -> None:
+    """Delete sent outbox rows and inbox rows past their retention, oldest first, in bounded chunks."""
+    now = utc_datetime()
+    inbox_before = now - timedelta(seconds=retention.inbox_s)
+    outbox_before = now - timedelta(seconds=retention.outbox_sent_s)
+    with engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            # Rows are inserted in time order, so the oldest rowids are the old rows: a bounded
+            # scan from the start instead of a full one (handled_at has no index).
+            connection.execute(text(
+                "DELETE FROM saga_inbox WHERE rowid IN (SELECT rowid FROM saga_inbox ORDER BY rowid LIMIT :n) "
+                "AND handled_at < :before"), {"n": PRUNE_CHUNK, "before": _sqlite_time(inbox_before)})
+        else:
+            connection.execute(_INBOX.delete().where(_INBOX.c.handled_at < inbox_before))
+        connection.execute(_OUTBOX.delete().where(_OUTBOX.c.sent_at.is_not(None), _OUTBOX.c.sent_at < outbox_before))
 
 
 def _sqlite_time(moment: object) -> str:
