@@ -20,6 +20,7 @@ import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from sqlalchemy import Connection
 
 from participants.contract import DEAD_LETTER_SUBJECT_ROOT, STREAM, ContractError, Event, control_subject, parse_event
 from participants.runtime import broker, jetstream
@@ -67,12 +68,16 @@ class ParticipantDaemon:
         self.js: JetStreamContext | None = None
         self.relay: OutboxRelay | None = None
         self.puller: jetstream.PullConsumer | None = None
+        # One connection kept open for the hot path: no pool checkout and reset per batch. All
+        # database work runs on the event-loop thread, one transaction after the other.
+        self.db: Connection | None = None
 
     # -- start and stop -------------------------------------------------------------------
     async def serve(self) -> None:
         create_schema(self.engine, self.participant.all_tables)
         if seed_once(self.engine, self.participant.seed()):
             self.log.write("seeded")
+        self.db = self.engine.connect()
         self.nc = await broker.connect(
             self.settings.nats_urls, f"{self.participant.name}-{self.settings.replica}", on_event=self._on_connection
         )
@@ -108,6 +113,7 @@ class ParticipantDaemon:
             except Exception:
                 pass
             await self.nc.close()
+            self._reset_connection()
             self.engine.dispose()
             self.log.write("stopped")
 
@@ -167,7 +173,7 @@ class ParticipantDaemon:
                 reply, emitted = self.simulation.request(verb, body)
                 messages = outbox_messages(emitted)
             else:
-                reply, _, messages = run_request(self.engine, self.participant.requests[verb], body)
+                reply, _, messages = run_request(self._connection(), self.participant.requests[verb], body)
         except (ContractError, orjson.JSONDecodeError) as exc:
             reply = {"error": str(exc)}
         except Exception as exc:
@@ -241,8 +247,28 @@ class ParticipantDaemon:
         if self.simulation is not None:
             outcomes = [Outcome(Applied.DONE, as_events(self.simulation.handle(e))) for e in events]
             return outcomes, [m for o in outcomes for m in outbox_messages(o.emitted)]
-        result = apply_batch(self.engine, self.participant, events, on_first=lambda: self.crash.reach(MID_BATCH))
-        return None if result is None else (result.outcomes, result.messages)
+        assert self.relay is not None
+        sent = self.relay.take_sent()
+        result = apply_batch(self._connection(), self.participant, events, lambda: self.crash.reach(MID_BATCH), sent)
+        if result is None:
+            self.relay.give_back(sent)
+            self._reset_connection()
+            return None
+        return result.outcomes, result.messages
+
+    def _connection(self) -> Connection:
+        if self.db is None or self.db.closed or self.db.invalidated:
+            self.db = self.engine.connect()
+        return self.db
+
+    def _reset_connection(self) -> None:
+        """Close the kept connection (after a failed batch: the next one starts afresh)."""
+        if self.db is not None:
+            try:
+                self.db.close()
+            except Exception:
+                pass
+        self.db = None
 
     def _parse(self, msg: Msg) -> Event:
         event = parse_event(msg.data)

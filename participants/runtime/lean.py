@@ -13,7 +13,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import event
+from datetime import datetime
+
+from sqlalchemy import Connection, event
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
@@ -62,3 +64,25 @@ class Statement:
         cursor, dialect = cached
         cursor.execute(self._for(dialect), params)
         return cursor
+
+    def run_many(self, connection: Connection, rows: list[dict[str, Any]]) -> None:
+        """`executemany` on a Core connection's driver cursor (the runtime's inbox and outbox rows)."""
+        if rows:
+            cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            cursor.executemany(self._for(connection.dialect.name), rows)
+            cursor.close()
+
+    def rows(self, connection: Connection, **params: Any) -> list[Any]:
+        """Run a query on a Core connection's driver cursor; all its rows."""
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(self._for(connection.dialect.name), params)
+        result = cursor.fetchall()
+        cursor.close()
+        return result
+
+
+def db_time(connection: Connection, moment: datetime) -> Any:
+    """A timestamp as SQLAlchemy's DateTime column stores it: naive ISO text in SQLite."""
+    if connection.dialect.name == "sqlite":
+        return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return moment

@@ -23,13 +23,13 @@ from datetime import timedelta
 from typing import Awaitable, Callable
 
 from nats.aio.client import Client
-from sqlalchemy import Engine, bindparam, select, text, update
+from sqlalchemy import Connection, Engine, select, text
 
 from participants.runtime.crashpoints import AFTER_PUBLISH, CrashPoints
 from participants.runtime.database import InboxEntry, OutboxEntry, utc_datetime
 from participants.runtime.eventlog import EventLog
 from participants.runtime.jetstream import PubAcks
-from participants.runtime.transaction import Message
+from participants.runtime.transaction import Message, mark_sent, transaction
 
 PUBLISH_TIMEOUT_S = 5.0
 MAX_ROUND = 4096  # messages published per round
@@ -39,7 +39,6 @@ PRUNE_CHUNK = 20_000
 
 _OUTBOX = OutboxEntry.__table__  # type: ignore[attr-defined]
 _INBOX = InboxEntry.__table__  # type: ignore[attr-defined]
-_MARK_SENT = update(_OUTBOX).where(_OUTBOX.c.event_id.in_(bindparam("ids", expanding=True))).values(sent_at=bindparam("now"))
 
 
 @dataclass(frozen=True)
@@ -69,9 +68,10 @@ class _Group:
 
 class OutboxRelay:
     def __init__(
-        self, engine: Engine | None, nc: Client, crash: CrashPoints, log: EventLog, retention: Retention | None = None
+        self, bind: Engine | Connection | None, nc: Client, crash: CrashPoints, log: EventLog,
+        retention: Retention | None = None,
     ) -> None:
-        self._engine = engine  # None in raw mode: nothing to recover, mark or prune
+        self._bind = bind  # None in raw mode: nothing to recover, mark or prune
         self._pubacks = PubAcks(nc)
         self._crash = crash
         self._log = log
@@ -93,9 +93,9 @@ class OutboxRelay:
     async def start(self) -> None:
         """Subscribe for PubAcks and queue what a previous run committed but never marked sent."""
         await self._pubacks.start()
-        if self._engine is None:
+        if self._bind is None:
             return
-        with self._engine.connect() as connection:
+        with transaction(self._bind) as connection:
             rows = connection.execute(
                 select(_OUTBOX.c.subject, _OUTBOX.c.payload, _OUTBOX.c.event_id)
                 .where(_OUTBOX.c.sent_at.is_(None))
@@ -110,6 +110,16 @@ class OutboxRelay:
         self._queued += len(messages)
         self._idle.clear()
         self._wake.set()
+
+    def take_sent(self) -> list[str]:
+        """Event ids stored in the stream and not yet marked: the daemon marks them in its next batch."""
+        ids, self._to_mark = self._to_mark, []
+        self._marked_at = time.monotonic()
+        return ids
+
+    def give_back(self, ids: list[str]) -> None:
+        """Ids `take_sent` returned whose batch did not commit."""
+        self._to_mark.extend(ids)
 
     def wake(self) -> None:
         self._wake.set()
@@ -178,38 +188,38 @@ class OutboxRelay:
         return bool(retry)
 
     def _mark_sent(self, force: bool = False) -> None:
-        if self._engine is None or not self._to_mark:
+        """Mark sent rows in a transaction of our own when no batch came along to carry them."""
+        if self._bind is None or not self._to_mark:
             self._to_mark.clear()
             return
-        if not force and time.monotonic() - self._marked_at < MARK_EVERY_S and len(self._to_mark) < MAX_ROUND:
+        if not force and time.monotonic() - self._marked_at < MARK_EVERY_S:
             return
-        ids, self._to_mark = self._to_mark, []
+        ids = self.take_sent()
         try:
-            with self._engine.begin() as connection:
-                connection.execute(_MARK_SENT, {"ids": ids, "now": utc_datetime()})
+            with transaction(self._bind) as connection:
+                mark_sent(connection, ids, utc_datetime())
         except Exception as exc:  # a locked database: the rows are republished later, harmlessly
             self._log.write("mark_sent_failed", error=str(exc))
-        self._marked_at = time.monotonic()
 
     def _housekeeping(self) -> None:
         self._mark_sent()
-        if self._engine is None or self._retention is None:
+        if self._bind is None or self._retention is None:
             return
         if time.monotonic() - self._housekept_at < HOUSEKEEPING_EVERY_S:
             return
         self._housekept_at = time.monotonic()
         try:
-            prune(self._engine, self._retention)
+            prune(self._bind, self._retention)
         except Exception as exc:
             self._log.write("prune_failed", error=str(exc))
 
 
-def prune(engine: Engine, retention: Retention) -> None:
+def prune(bind: Engine | Connection, retention: Retention) -> None:
     """Delete sent outbox rows and inbox rows past their retention, oldest first, in bounded chunks."""
     now = utc_datetime()
     inbox_before = now - timedelta(seconds=retention.inbox_s)
     outbox_before = now - timedelta(seconds=retention.outbox_sent_s)
-    with engine.begin() as connection:
+    with transaction(bind) as connection:
         if connection.dialect.name == "sqlite":
             # Rows are inserted in time order, so the oldest rowids are the old rows: a bounded
             # scan from the start instead of a full one (handled_at has no index).
