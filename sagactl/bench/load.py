@@ -128,10 +128,13 @@ class Generator:
         return self.result
 
     async def _closed_loop(self, concurrency: int) -> None:
+        # Refill in chunks of at least an eighth of the window (or whatever is left): one request
+        # per finished sale would measure the request rate of the sale service, not the saga.
+        refill = max(1, min(CHUNK, concurrency // 8))
         index = 0
         while index < len(self.sales):
             free = concurrency - self.in_flight
-            if free <= 0:
+            if free < min(refill, len(self.sales) - index) and self.in_flight > 0:
                 self.slot_free.clear()
                 await self.slot_free.wait()
                 continue
