@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from participants.runtime import broker
+from sagactl.stream_reader import Delivery
 from sagactl.supervisor import Supervisor
 from observing import Background, sagactl, submit, wait_for
 
@@ -143,3 +144,16 @@ def test_follow_shows_only_new_events_by_default(history: Supervisor) -> None:
     finally:
         tail.stop()
     assert all("sale 4" in line for line in tail.stdout) and len(tail.stdout) == 4
+
+
+@pytest.mark.parametrize(
+    "reply",
+    ["$JS.ACK.SAGA.sagactl-tail-1.1.42.7.1795669984284829649.3",
+     "$JS.ACK.hub.ACCOUNTHASH.SAGA.sagactl-tail-1.1.42.7.1795669984284829649.3.RANDOM"],
+)
+def test_delivery_read_from_both_reply_subject_forms(reply: str) -> None:
+    delivery = Delivery.parse(reply)
+    assert delivery is not None
+    assert (delivery.stream_seq, delivery.consumer_seq, delivery.pending) == (42, 7, 3)
+    assert delivery.time.isoformat().startswith("2026-11-26T") and delivery.time.tzinfo is not None
+    assert Delivery.parse("_INBOX.abc") is None
