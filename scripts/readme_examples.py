@@ -40,7 +40,8 @@ def sagactl(*args: str, env: dict[str, str] | None = None, merge: bool = False) 
 
 
 def console(command: str, output: str) -> str:
-    return f"```console\n$ {command}\n{output}\n```"
+    text = "\n".join(line.rstrip() for line in output.splitlines())  # Rich pads table lines to the width
+    return f"```console\n$ {command}\n{text}\n```"
 
 
 def collect(svg_path: Path) -> dict[str, str]:

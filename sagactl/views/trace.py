@@ -16,7 +16,7 @@ from sagactl.views.events import clock, style_of
 from sagactl.views.tables import STATUS_STYLES
 
 CLIENT = "sagactl"
-SVG_WIDTH = 128
+SVG_WIDTH = 104
 
 
 def duration(ms: float | None) -> str:
@@ -33,7 +33,7 @@ def render_trace(trace: SagaTrace) -> RenderableType:
     details = Text(f"product {sale['product_id']} · user {sale['user_id']} · quantity {sale['quantity']} · "
                    f"value {sale['value']} · submitted {clock(trace.submitted_at)} · {len(trace.steps)} events",
                    style="dim")
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, expand=False)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
     for column, justify in (("seq", "right"), ("event", "left"), ("producer", "left"), ("+submit", "right"),
                             ("+prev", "right"), ("handled by", "left"), ("note", "left")):
         # What identifies a step never wraps; who handled it and the notes take what width is left.
