@@ -77,3 +77,18 @@ class Background:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+
+
+def watch_a_sale(supervisor: Supervisor, *args: str, ready: Callable[[Background], Any],
+                 shown: Callable[[Background], Any]) -> Background:
+    """Start `sagactl ARGS`; once `ready`, submit a sale that finalizes; once `shown`, Ctrl-C (exit 0)."""
+    process = Background(supervisor, *args)
+    try:
+        wait_for(lambda: ready(process), what=f"`sagactl {' '.join(args)}` to start")
+        assert submit(supervisor, 1, 1, "20.00", 2)["status"] == "FINALIZED"
+        wait_for(lambda: shown(process), what=f"`sagactl {' '.join(args)}` to show the sale")
+        assert process.interrupt() == 0
+    finally:
+        process.stop()
+    assert not any("Traceback" in line for line in process.stderr)
+    return process

@@ -11,7 +11,7 @@ from sagactl.statedir import StateDir
 from sagactl.supervisor import Supervisor
 from sagactl.errors import Unavailable
 from sagactl.views.live import HIGHLIGHT, highlight_changes
-from observing import Background, sagactl, submit, wait_for, wide
+from observing import Background, sagactl, submit, wait_for, watch_a_sale, wide
 
 
 def test_logs_are_readable_and_raw_with_json(system: Supervisor) -> None:
@@ -38,15 +38,9 @@ def test_logs_of_an_unknown_participant_is_a_usage_error(system: Supervisor) -> 
 
 
 def test_logs_follow_prints_new_lines_until_ctrl_c(system: Supervisor) -> None:
-    follow = Background(system, "logs", "payment", "--follow", "--json")
-    try:
-        wait_for(lambda: any('"ready"' in line for line in follow.stdout), what="the existing lines")
-        assert submit(system, 1, 1, "20.00", 2)["status"] == "FINALIZED"
-        wait_for(lambda: any('"VALIDATED_PAYMENT"' in line for line in follow.stdout), what="the new line")
-        assert follow.interrupt() == 0
-    finally:
-        follow.stop()
-    assert not any("Traceback" in line for line in follow.stderr)
+    watch_a_sale(system, "logs", "payment", "--follow", "--json",
+                 ready=lambda p: any('"ready"' in line for line in p.stdout),
+                 shown=lambda p: any('"VALIDATED_PAYMENT"' in line for line in p.stdout))
 
 
 def test_up_prints_the_last_log_lines_of_a_participant_that_fails_to_start(state: StateDir) -> None:
@@ -88,14 +82,9 @@ def test_state_watch_reports_each_change(system: Supervisor) -> None:
 
 
 def test_state_watch_redraws_frames_when_not_a_terminal(system: Supervisor) -> None:
-    watch = Background(system, "state", "--watch", "--interval", "0.2")
-    try:
-        wait_for(lambda: any("inventory · inventories" in line for line in watch.stdout), what="the first frame")
-        assert submit(system, 1, 1, "20.00", 2)["status"] == "FINALIZED"
-        wait_for(lambda: any("FINALIZED" in line for line in watch.stdout), what="a frame with the sale")
-        assert watch.interrupt() == 0
-    finally:
-        watch.stop()
+    watch = watch_a_sale(system, "state", "--watch", "--interval", "0.2",
+                         ready=lambda p: any("inventory · inventories" in line for line in p.stdout),
+                         shown=lambda p: any("FINALIZED" in line for line in p.stdout))
     assert sum("inventory · inventories" in line for line in watch.stdout) >= 2
 
 

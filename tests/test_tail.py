@@ -11,7 +11,7 @@ import pytest
 from participants.runtime import broker
 from sagactl.stream_reader import Delivery
 from sagactl.supervisor import Supervisor
-from observing import Background, sagactl, submit, wait_for
+from observing import Background, sagactl, submit, wait_for, watch_a_sale
 
 
 @pytest.fixture
@@ -134,15 +134,9 @@ def test_follow_survives_a_nats_restart_and_ends_on_ctrl_c(system: Supervisor) -
 
 
 def test_follow_shows_only_new_events_by_default(history: Supervisor) -> None:
-    tail = Background(history, "tail")
-    try:
-        wait_for(lambda: any("following" in line for line in tail.stderr), what="tail to start")
-        wait_for(lambda: "sagactl-tail" in " ".join(consumers(history)), what="tail's consumer")
-        assert submit(history, 1, 1, "1.00", 1)["status"] == "FINALIZED"
-        wait_for(lambda: any("FINALIZED_SALE" in line for line in tail.stdout), what="the new sale's terminal event")
-        assert tail.interrupt() == 0
-    finally:
-        tail.stop()
+    tail = watch_a_sale(history, "tail",
+                        ready=lambda p: "sagactl-tail" in " ".join(consumers(history)),
+                        shown=lambda p: any("FINALIZED_SALE" in line for line in p.stdout))
     assert all("sale 4" in line for line in tail.stdout) and len(tail.stdout) == 4
 
 
