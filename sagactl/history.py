@@ -25,8 +25,8 @@ class Selection:
     subjects: tuple[str, ...] = ()
     sale_id: int | None = None
     services: frozenset[str] = frozenset()
-    # The server starts a consumer at a time, but one after the last message starts it at the
-    # first one: the time is checked here too.
+    # The server starts a consumer at a time, but nats-server 2.15 given a time after the last
+    # message starts it at the first one: the time is checked here too.
     since: datetime | None = None
 
     @property
