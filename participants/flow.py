@@ -15,6 +15,8 @@ from participants.contract import (
     CREATED_SALE,
     FAILED_PAYMENT,
     FINALIZED_SALE,
+    REASON_INSUFFICIENT_BALANCE,
+    REASON_UNKNOWN_USER,
     ROLLBACK_INVENTORY,
     TERMINAL_TYPES,
     UPDATED_INVENTORY,
@@ -54,7 +56,7 @@ PRODUCERS: dict[str, str] = {emitted: step.actor for step in STEPS.values() for 
 
 # FAILED_PAYMENT's reasons: a ROLLBACK_INVENTORY carrying one of them answers a refused payment
 # (a compensation), any other reason is inventory's own refusal.
-PAYMENT_REASONS = frozenset({"insufficient balance", "unknown user"})
+PAYMENT_REASONS = frozenset({REASON_INSUFFICIENT_BALANCE, REASON_UNKNOWN_USER})
 
 
 def next_step(event_types: Iterable[str]) -> Step | None:
