@@ -8,6 +8,7 @@ what travels on the `SAGA` stream. A new participant adds its own event types wi
 from __future__ import annotations
 
 import os
+import time
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -110,8 +111,12 @@ def from_cents(cents: int) -> Decimal:
 
 
 def new_event_id() -> str:
-    """128 random bits as 32 hex digits (what uuid4().hex gives, at a quarter of the cost)."""
-    return os.urandom(16).hex()
+    """32 hex digits: the time in milliseconds (48 bits), then 80 random bits.
+
+    Ids made later sort later, so the inbox and outbox indexes (keyed by event id) grow at their
+    end instead of at random pages: their cost stays flat as they grow.
+    """
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
 def utc_now() -> str:

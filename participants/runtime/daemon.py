@@ -97,7 +97,8 @@ class ParticipantDaemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         relay_task = asyncio.create_task(self.relay.run(self.stopping))
-        self.log.write("ready", pid=os.getpid(), subjects=self.participant.subjects, raw=settings.raw)
+        self.log.write("ready", pid=os.getpid(), subjects=self.participant.subjects, raw=settings.raw,
+                       replicas=settings.replicas, batch=settings.batch_size)
         try:
             await self._consume(self.puller)
         finally:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -76,6 +78,8 @@ class BenchReport:
             "p99_ms": round(self.percentile_ms(99), 3),
             "max_ms": round(load.histogram.get_max_value() / 1000, 3),
             "processes": [p.as_json() for p in self.processes],
+            # CPU of every measured process per saga: less sensitive to a busy machine than sagas/s.
+            "cpu_us_per_saga": round(sum(p.cpu_s for p in self.processes) * 1e6 / max(load.submitted, 1), 1),
             "checks_passed": self.checks_passed,
             "checks": self.checks,
             "durability": DURABILITY_FSYNC if self.config.fsync else DURABILITY_DEFAULT,
@@ -92,6 +96,8 @@ def run_bench(config: BenchConfig, on_progress: Callable[[int, int], None] = lam
     state = StateDir.at(tempfile.mkdtemp(prefix="sagactl-bench-"))
     supervisor = Supervisor(state)
     saved = os.environ.get("SAGACTL_NATS_CONFIG")
+    # SIGTERM (a CI timeout, a kill) must still stop the private system below, as Ctrl-C does.
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         if config.fsync:
             os.environ["SAGACTL_NATS_CONFIG"] = str(_fsync_nats_config(state))
@@ -104,6 +110,7 @@ def run_bench(config: BenchConfig, on_progress: Callable[[int, int], None] = lam
             os.environ["SAGACTL_NATS_CONFIG"] = saved
         supervisor.down(purge=True)
         shutil.rmtree(state.root, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _participant_env(config: BenchConfig) -> dict[str, dict[str, str]]:

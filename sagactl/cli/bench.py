@@ -79,7 +79,8 @@ def _print_report(report: "BenchReport") -> None:
               f"({data['finalized']} finalized, {data['canceled']} canceled)")
     out.print(f"  latency submit to end: p50 {data['p50_ms']:.1f} ms, p90 {data['p90_ms']:.1f} ms, "
               f"p99 {data['p99_ms']:.1f} ms, max {data['max_ms']:.1f} ms")
-    table = Table(title="processes (during the load)", title_justify="left")
+    table = Table(title=f"processes (during the load: {data['cpu_us_per_saga']:.0f} µs of CPU per saga in all)",
+                  title_justify="left")
     for column in ("process", "pid", "CPU s", "peak RSS MB"):
         table.add_column(column, justify="left" if column == "process" else "right")
     for p in data["processes"]:
