@@ -1,7 +1,7 @@
 """Profile the participants under bench load with py-spy; print where each one spends its CPU.
 
     .venv/bin/pip install py-spy
-    .venv/bin/python benchmarks/profile.py --sagas 20000 --concurrency 2000 [--raw] [--out DIR]
+    .venv/bin/python benchmarks/pyspy_profile.py --sagas 20000 --concurrency 2000 [--raw] [--out DIR]
 
 Starts a private system (with SAGACTL_RAW=1 under --raw), records each participant with py-spy
 while `sagactl bench --reuse` drives it, writes one flame graph (SVG) and one collapsed-stack
@@ -61,6 +61,26 @@ def main() -> None:
         supervisor.down(purge=True)
 
 
+# Where a sample's stack is, by the first matching rule (the groups in docs/performance.md).
+GROUPS = (
+    ("sqlite commit", ("do_commit",)),
+    ("SQL on the driver cursor (handlers, inbox, outbox, marks)", ("lean.py", "run_many", "seen (transaction")),
+    ("event bodies (parse, copy, serialize)", ("follow (contract", "to_bytes", "parse_event", "new_event")),
+    ("NATS client and event loop", ("nats/aio", "jetstream.py", "uvloop")),
+    ("SQLAlchemy (session, transaction)", ("sqlalchemy", "sqlmodel")),
+    ("structured log", ("eventlog", "_log_outcome")),
+)
+
+
+def groups(lines: list[str]) -> collections.Counter[str]:
+    shares: collections.Counter[str] = collections.Counter()
+    for line in lines:
+        stack, _, count = line.rpartition(" ")
+        group = next((g for g, marks in GROUPS if any(m in stack for m in marks)), "other")
+        shares[group] += int(count)
+    return shares
+
+
 def summarize(name: str, raw_file: Path, top: int) -> None:
     """Inclusive share of each function (a function counted once per sample)."""
     inclusive: collections.Counter[str] = collections.Counter()
@@ -82,6 +102,8 @@ def summarize(name: str, raw_file: Path, top: int) -> None:
                 seen.add(key)
                 inclusive[key] += samples
     print(f"== {name}: {total} samples")
+    for group, samples in groups(lines).most_common():
+        print(f"{samples * 100 / max(total, 1):5.1f}%  [{group}]")
     for key, samples in inclusive.most_common(top):
         print(f"{samples * 100 / max(total, 1):5.1f}%  {key}")
 
