@@ -10,7 +10,6 @@ import asyncio
 import os
 from pathlib import Path
 
-from participants.runtime.broker import BrokerUnavailable, connect
 from sagactl.errors import Unavailable, UsageError
 
 # The environment variables naming a `.creds` file and a TLS CA (read by broker.connect, and
@@ -30,6 +29,7 @@ def use_connection_files(creds: Path | None, tls_ca: Path | None) -> None:
 
 def check_reachable(urls: list[str]) -> None:
     """Connect once and leave: a wrong URL, credential or CA fails here in one line, not in a log."""
+    from participants.runtime.broker import BrokerUnavailable, connect
 
     async def probe() -> None:
         client = await connect(urls, "sagactl-up", reconnect_forever=False)

@@ -39,6 +39,8 @@ TlsCaOption = Annotated[
     Path | None,
     typer.Option("--tls-ca", envvar="SAGACTL_TLS_CA", help="CA certificate file to verify the NATS server's TLS certificate."),
 ]
+WatchOption = Annotated[bool, typer.Option("--watch", help="Redraw in place until Ctrl-C, changed rows highlighted (with --json: one line per change).")]
+IntervalOption = Annotated[float, typer.Option("--interval", help="Seconds between refreshes with --watch.")]
 
 
 def state_dir(path: Path | None) -> StateDir:

@@ -5,17 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from nats.js.errors import NotFoundError
-from rich.table import Table
 
-from participants.contract import DEAD_LETTER_STREAM, STREAM
-from participants.runtime import broker
 from sagactl.cli.common import (
-    CredsOption, JsonOption, NatsUrlOption, StateDirOption, TlsCaOption, err, handle_errors, out, print_json, run_async, state_dir,
+    CredsOption, IntervalOption, JsonOption, NatsUrlOption, StateDirOption, TlsCaOption, WatchOption, err, handle_errors,
+    out, print_json, run_async, state_dir,
 )
-from sagactl.cluster import EmbeddedCluster
-from sagactl.cluster import describe as describe_nodes
-from sagactl.connection import parse_db_urls, redact_db_url, use_connection_files
+from sagactl.connection import parse_db_urls, use_connection_files
 from sagactl.errors import ExitCode, Unavailable, UsageError
 from sagactl.supervisor import Supervisor, parse_replicas
 
@@ -65,21 +60,30 @@ def down(
     err.print(f"down: {what}" + ("; databases and stream store deleted" if purge else ""))
 
 
-def status(
-    state: StateDirOption = None,
-    nats_url: NatsUrlOption = None,
-    json: JsonOption = False,
-    creds: CredsOption = None,
-    tls_ca: TlsCaOption = None,
-) -> None:
+def status(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: JsonOption = False,
+           watch: WatchOption = False, interval: IntervalOption = 1.0, creds: CredsOption = None, tls_ca: TlsCaOption = None) -> None:
     """Show the NATS URL, each participant process, the stream and each consumer's backlog.
 
-    Exit 0 when every participant runs and NATS answers, 1 otherwise.
+    Exit 0 when every participant runs and NATS answers, 1 otherwise. --watch redraws it in place.
 
     Example: sagactl status --json
     """
     use_connection_files(creds, tls_ca)
     supervisor = Supervisor(state_dir(state))
+    if watch:
+        from sagactl.views import live
+
+        return live.watch(lambda: _status_report(supervisor, nats_url), _print_status, interval, json)
+    report = _status_report(supervisor, nats_url)
+    if json:
+        print_json(report)
+    else:
+        _print_status(report)
+    if not report["healthy"]:
+        raise typer.Exit(int(ExitCode.FAILED))
+
+
+def _status_report(supervisor: Supervisor, nats_url: str | None) -> dict[str, Any]:
     report: dict[str, Any] = {"state_dir": str(supervisor.state.root)}
     try:
         urls = supervisor.nats_urls(nats_url)
@@ -94,6 +98,8 @@ def status(
     report["stream"], report["consumers"], report["dead_letters"] = None, [], None
     report["nats_reachable"] = False
     if urls:
+        from participants.runtime import broker  # imports nats: only when there is a server to ask
+
         try:
             report.update(run_async(_stream_report(urls)))
             report["nats_reachable"] = True
@@ -101,16 +107,15 @@ def status(
             report["nats_error"] = str(exc)
     healthy = report["nats_reachable"] and bool(report["participants"]) and all(p["running"] for p in report["participants"])
     report["healthy"] = healthy
-    if json:
-        print_json(report)
-    else:
-        _print_status(report)
-    if not healthy:
-        raise typer.Exit(int(ExitCode.FAILED))
+    return report
 
 
 def _servers_and_databases(supervisor: Supervisor) -> dict[str, Any]:
     """The embedded cluster's nodes (if any) and the database URLs given to `up` (redacted)."""
+    from sagactl.cluster import EmbeddedCluster
+    from sagactl.cluster import describe as describe_nodes
+    from sagactl.connection import redact_db_url
+
     cluster = EmbeddedCluster(supervisor.state)
     databases = supervisor.state.load_system().get("db_urls") or {}
     return {"cluster": describe_nodes(cluster.nodes(), cluster) or None,
@@ -118,6 +123,11 @@ def _servers_and_databases(supervisor: Supervisor) -> dict[str, Any]:
 
 
 async def _stream_report(urls: list[str]) -> dict[str, Any]:
+    from nats.js.errors import NotFoundError
+
+    from participants.contract import DEAD_LETTER_STREAM, STREAM
+    from participants.runtime import broker
+
     nc = await broker.connect(urls, "sagactl-status", reconnect_forever=False)
     try:
         js = nc.jetstream()
@@ -146,6 +156,8 @@ async def _stream_report(urls: list[str]) -> dict[str, Any]:
 
 
 def _print_status(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
     nats = report["nats_url"] or "(none: run `sagactl up`)"
     reach = "reachable" if report["nats_reachable"] else "[red]not reachable[/]"
     out.print(f"NATS: {nats} ({reach})   state: {report['state_dir']}")
