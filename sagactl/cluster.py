@@ -144,6 +144,15 @@ class EmbeddedCluster:
             stop_pid(pid, sig=signal.SIGKILL)
         return pid
 
+    async def kill_stream_leader(self, js: Any, stream: str = "SAGA") -> Node:
+        """SIGKILL the node that leads `stream` now (the failover that tests and scenarios play)."""
+        info = await js.stream_info(stream)
+        leader = node_by_server_name(self.nodes(), info.cluster.leader if info.cluster else None)
+        if leader is None:
+            raise Unavailable(f"stream {stream} has no leader among this state dir's nodes")
+        self.kill(leader.number)
+        return leader
+
     def stop(self) -> list[str]:
         """Stop every node (all signalled first: each waits for its peers otherwise)."""
         nodes = [(node, self.node_pid(node)) for node in self.nodes()]
