@@ -19,6 +19,7 @@ import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from sqlalchemy.exc import ArgumentError
 
 from participants.contract import DEAD_LETTER_SUBJECT_ROOT, STREAM, ContractError, control_subject, parse_event
 from participants.runtime import broker
@@ -26,8 +27,10 @@ from participants.runtime.crashpoints import AFTER_COMMIT, MID_BATCH, CrashPoint
 from participants.runtime.database import create_schema, make_engine, seed_once, table_rows
 from participants.runtime.eventlog import EventLog
 from participants.runtime.outbox import OutboxRelay
+from participants.runtime.pages import read_page
 from participants.runtime.participant import Participant
-from participants.runtime.settings import Settings
+from participants.runtime.retry import failure_action
+from participants.runtime.settings import ConfigError, Settings
 from participants.runtime.transaction import Applied, apply_event, apply_request
 
 FETCH_TIMEOUT_S = 0.5
@@ -51,7 +54,7 @@ class ParticipantDaemon:
         self.settings = settings
         self.log = EventLog(participant.name, settings.replica)
         self.crash = CrashPoints(settings.crash_point)
-        self.engine = make_engine(settings.db_url, settings.sqlite_synchronous)
+        self.engine = make_engine(settings.db_url, settings.sqlite_synchronous, settings.sqlite_busy_timeout_s)
         self.stopping = asyncio.Event()
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
@@ -98,9 +101,7 @@ class ParticipantDaemon:
     async def _declare(self, durable: str) -> None:
         """Create the streams and this participant's consumer, waiting out a server still starting."""
         assert self.js is not None
-        config = broker.consumer_config(
-            durable, self.participant.subjects, self.settings.max_deliver, self.settings.ack_wait_s
-        )
+        config = broker.consumer_config(durable, self.participant.subjects, self.settings.ack_wait_s)
         deadline = time.monotonic() + DECLARE_TIMEOUT_S
         while True:
             try:
@@ -121,6 +122,7 @@ class ParticipantDaemon:
         name = self.participant.name
         await self.nc.subscribe(control_subject(name, "ping"), cb=self._on_ping)
         await self.nc.subscribe(control_subject(name, "state"), queue=name, cb=self._on_state)
+        await self.nc.subscribe(control_subject(name, "rows"), queue=name, cb=self._on_rows)
         for verb in self.participant.requests:
             await self.nc.subscribe(control_subject(name, verb), queue=name, cb=self._on_request)
 
@@ -131,10 +133,24 @@ class ParticipantDaemon:
     async def _on_state(self, msg: Msg) -> None:
         from sqlmodel import Session
 
-        with Session(self.engine) as session:
-            tables = {t.__tablename__: table_rows(session, t) for t in self.participant.tables}  # type: ignore[attr-defined]
-            session.rollback()
-        await msg.respond(orjson.dumps({"participant": self.participant.name, "tables": tables}))
+        try:
+            with Session(self.engine) as session:
+                tables = {t.__tablename__: table_rows(session, t) for t in self.participant.tables}  # type: ignore[attr-defined]
+                session.rollback()
+            reply = {"participant": self.participant.name, "tables": tables}
+        except Exception as exc:  # a locked or failing database: say so instead of leaving the caller to time out
+            reply = {"error": f"{self.participant.name} could not read its tables: {type(exc).__name__}: {exc}"}
+        await msg.respond(orjson.dumps(reply))
+
+    async def _on_rows(self, msg: Msg) -> None:
+        try:
+            body = orjson.loads(msg.data)
+            reply = read_page(self.engine, self.participant.tables, body if isinstance(body, dict) else {}, self.nc.max_payload // 2)  # type: ignore[union-attr]
+        except (ContractError, orjson.JSONDecodeError) as exc:
+            reply = orjson.dumps({"error": str(exc)})
+        except Exception as exc:
+            reply = orjson.dumps({"error": f"{self.participant.name} could not read rows: {type(exc).__name__}: {exc}"})
+        await msg.respond(reply)
 
     async def _on_request(self, msg: Msg) -> None:
         verb = msg.subject.rsplit(".", 1)[1]
@@ -215,7 +231,7 @@ class ParticipantDaemon:
                 "failed", event_id=event.event_id, sale_id=event.sale_id, type=event.type,
                 deliveries=deliveries, error=error,
             )
-            return Verdict("dead" if deliveries >= self.settings.max_deliver else "retry", error)
+            return Verdict(failure_action(exc, deliveries, self.settings.max_deliver), error)
         if outcome.applied is Applied.RACED:
             return Verdict("retry", "raced with another replica")
         self.log.write(
@@ -248,14 +264,18 @@ class ParticipantDaemon:
 
 def run(participant: Participant, settings: Settings | None = None) -> None:
     """Run a participant until SIGTERM or SIGINT; the entry point of every participant process."""
-    settings = settings or Settings.from_env(participant.name)
+    try:
+        settings = settings or Settings.from_env(participant.name)
+        daemon = ParticipantDaemon(participant, settings)
+    except (ConfigError, ArgumentError) as exc:  # before any database or connection is opened: nothing changed
+        EventLog(participant.name).write("fatal", error=f"configuration error: {exc}")
+        raise SystemExit(2) from None
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    daemon = ParticipantDaemon(participant, settings)
     try:
         asyncio.run(daemon.serve())
     except broker.BrokerUnavailable as exc:

@@ -43,7 +43,7 @@ class Participant:
             raise ValueError(f"participant name {self.name!r} must be a lowercase identifier")
         for event_type in self.handlers:
             subject_for(event_type)  # every handled type must be registered in the contract
-        reserved = {"state", "ping"} & set(self.requests)
+        reserved = {"state", "ping", "rows"} & set(self.requests)
         if reserved:
             raise ValueError(f"request names {sorted(reserved)} are reserved by the runtime")
 
