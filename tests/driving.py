@@ -73,6 +73,16 @@ async def wait_pending(client: SagaClient, consumer: str, count: int) -> None:
     await eventually(reached, f"{count} events waiting for {consumer}")
 
 
+async def quiesce(client: SagaClient, timeout: float = DEADLINE_S) -> None:
+    """Wait until no consumer has an event waiting or unacknowledged (redeliveries included)."""
+
+    async def idle() -> bool:
+        consumers = await client.nc.jetstream().consumers_info(STREAM)
+        return all(c.num_pending == 0 and c.num_ack_pending == 0 for c in consumers)
+
+    await eventually(idle, "every consumer to be idle", timeout)
+
+
 def start_one(supervisor: Supervisor, name: str, env: dict[str, str] | None = None) -> int:
     """Start one participant of a running system (with extra environment) and wait until it is ready."""
     log_file = supervisor.state.log_file(name)

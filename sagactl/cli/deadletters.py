@@ -39,10 +39,11 @@ def list_(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: Js
         err.print("no dead letters")
         return
     table = Table(title=f"{len(letters)} dead letter(s)", title_justify="left")
-    for column in ("seq", "time", "participant", "subject", "sale", "deliveries", "error"):
-        table.add_column(column, overflow="fold")
+    for column in ("seq", "time", "participant", "event", "sale", "tries"):
+        table.add_column(column, no_wrap=True, justify="right" if column in ("seq", "sale", "tries") else "left")
+    table.add_column("error", overflow="fold", ratio=1)
     for letter in letters:
-        table.add_row(str(letter.seq), letter.time.strftime("%Y-%m-%d %H:%M:%S"), letter.participant, letter.subject,
+        table.add_row(str(letter.seq), letter.time.strftime("%H:%M:%S"), letter.participant, letter.event_type,
                       str(letter.sale_id if letter.sale_id is not None else "—"), str(letter.deliveries), letter.error)
     out.print(table)
 

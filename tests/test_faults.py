@@ -1,0 +1,130 @@
+"""The whole system under real faults: SIGKILL at each crash point, concurrency, NATS killed.
+
+After each fault every sale must reach a terminal state and `run_checks` must pass: nothing
+lost, nothing doubled, nothing stuck. (Poison events and the dead-letter commands: test_deadletters.py.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from participants.contract import parse_sale
+from participants.runtime.crashpoints import CRASH_POINTS
+from sagactl.client import SagaClient
+from sagactl.supervisor import Supervisor
+from tests.driving import (
+    checked, connect, log_lines, pid_of, quiesce, record, settle, start_one, submit_all, wait_dead, wait_pending,
+)
+
+BACKLOG = 8
+
+
+async def build_backlog(system: Supervisor, client: SagaClient, victim: str) -> list[int]:
+    """Submit sales while `victim` is stopped, so its first fetch after a start is a batch of BACKLOG events."""
+    one = parse_sale(1, 1, "1.00", 1)
+    if victim == "inventory":
+        system.stop_participant("inventory")
+        ids = await submit_all(client, [one] * BACKLOG)
+        await wait_pending(client, "inventory", BACKLOG)
+        return ids
+    system.stop_participant("payment")
+    ids = await submit_all(client, [one] * BACKLOG)
+    await wait_pending(client, "payment", BACKLOG)
+    if victim == "sale":
+        system.stop_participant("sale")
+        start_one(system, "payment")
+        await wait_pending(client, "sale", BACKLOG)
+    return ids
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+@pytest.mark.parametrize("victim", ["sale", "inventory", "payment"])
+async def test_sigkill_at_a_crash_point_loses_and_doubles_nothing(fast_system: Supervisor, victim: str, point: str) -> None:
+    client = await connect(fast_system)
+    try:
+        ids = await build_backlog(fast_system, client, victim)
+        pid = start_one(fast_system, victim, {"SAGACTL_CRASH_POINT": point})
+        await wait_dead(pid, f"{victim} to be killed at {point}")
+        fast_system.up(None)  # what `sagactl up` does: restart what is missing, without the crash point
+        rows = await settle(client, ids)
+        assert Counter(r["status"] for r in rows.values()) == {"FINALIZED": BACKLOG}
+        await quiesce(client)
+        report = await checked(client)
+        # The events the killed process had applied came back and were recognised, not re-applied.
+        assert log_lines(fast_system, victim, "duplicate")
+        assert len(log_lines(fast_system, victim, "ready")) >= 2
+        record(f"SIGKILL {victim} at {point}", len(ids), rows, report)
+    finally:
+        await client.close()
+
+
+async def test_concurrent_sales_finalize_exactly_as_many_as_stock_and_balance_allow(system: Supervisor) -> None:
+    client = await connect(system)
+    try:
+        await client.request("inventory", "setup", {"products": {"2": 100}})
+        await client.request("payment", "setup", {"users": {"2": {"balance": "25.00"}}})
+        # 50 sales of 1 unit against stock 10; 50 sales of 5.00 against a balance of 25.00.
+        sales = [parse_sale(1, 1, "1.00", 1)] * 50 + [parse_sale(2, 2, "5.00", 1)] * 50
+        ids = await submit_all(client, sales)
+        rows = await settle(client, ids)
+        await quiesce(client)
+        by_product = Counter((r["product_id"], r["status"], r["reason"]) for r in rows.values())
+        assert by_product == {
+            (1, "FINALIZED", None): 10, (1, "CANCELED", "out of stock"): 40,
+            (2, "FINALIZED", None): 5, (2, "CANCELED", "insufficient balance"): 45,
+        }
+        tables = (await client.state(["inventory", "payment"]))
+        assert {r["product_id"]: r["quantity"] for r in tables["inventory"]["inventories"]} == {1: 0, 2: 95}
+        assert {u["id"]: u["balance"] for u in tables["payment"]["users"]} == {1: "90.00", 2: "0.00"}
+        report = await checked(client)
+        record("100 concurrent sales racing for stock 10 and balance 25.00", len(ids), rows, report)
+    finally:
+        await client.close()
+
+
+async def test_nats_killed_and_restarted_on_its_store_while_sales_are_in_flight(fast_system: Supervisor) -> None:
+    pids = {name: pid_of(fast_system, name) for name in ("sale", "inventory", "payment")}
+    client = await connect(fast_system)
+    try:
+        await client.request("inventory", "setup", {"products": {"1": 1000}})
+        await client.request("payment", "setup", {"users": {"1": {"balance": "10000.00"}}})
+        sale = parse_sale(1, 1, "2.00", 1)
+        ids = await submit_all(client, [sale] * 60)
+        fast_system.stop_nats(kill=True)  # SIGKILL: sagas are between their steps
+        fast_system.start_nats()  # same port, same store
+        await asyncio.wait_for(_connected(client), timeout=30)
+        ids += await _submit_until_accepted(client, [sale] * 60)
+        rows = await settle(client, ids)
+        assert Counter(r["status"] for r in rows.values()) == {"FINALIZED": 120}
+        await quiesce(client)
+        report = await checked(client)
+        # The participants reconnected by themselves: same processes, no restart.
+        assert {name: pid_of(fast_system, name) for name in pids} == pids
+        for name in pids:
+            assert any(line.get("state") == "reconnected" for line in log_lines(fast_system, name, "nats"))
+        record("nats-server SIGKILLed and restarted mid-flight", len(ids), rows, report)
+    finally:
+        await client.close()
+
+
+async def _connected(client: SagaClient) -> None:
+    while not client.nc.is_connected:
+        await asyncio.sleep(0.05)
+
+
+async def _submit_until_accepted(client: SagaClient, sales: list) -> list[int]:  # type: ignore[type-arg]
+    """Submit each sale, retrying while JetStream and the sale service come back after the restart."""
+    ids = []
+    for sale in sales:
+        for _ in range(100):
+            try:
+                ids.append(await client.submit(sale))
+                break
+            except Exception:
+                await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the sale service never accepted a sale after the NATS restart")
+    return ids
