@@ -18,7 +18,7 @@ from participants.runtime.database import create_schema, make_engine, seed_once
 from participants.runtime.pages import read_page
 from participants.runtime.retry import failure_action, is_transient
 from participants.runtime.settings import ConfigError, Settings
-from participants.runtime.transaction import apply_event
+from participants.runtime.transaction import apply_event, apply_request
 from participants.sale import participant as sale
 from participants.sale.handlers import submit
 
@@ -94,3 +94,16 @@ def test_rows_come_a_page_at_a_time(tmp_path: Path) -> None:
     for body in ({"table": "saga_inbox"}, {"table": "sales", "limit": 0}, {"table": "sales", "after": "x"}):
         with pytest.raises(ContractError):
             read_page(engine, sale.tables, body, 1 << 20)
+
+
+def test_a_repeated_submit_with_the_same_request_id_returns_the_first_sale(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'sale.db'}")
+    create_schema(engine, sale.all_tables)
+    body = {"product_id": 1, "user_id": 1, "value": "1.00", "quantity": 1, "request_id": "order-7"}
+    first, events = apply_request(engine, sale.requests["submit"], body)
+    again, repeated = apply_request(engine, sale.requests["submit"], body)
+    assert (first["sale_id"], len(events)) == (1, 1)
+    assert (again, repeated) == ({"sale_id": 1, "status": "PENDING", "repeated": True}, [])
+    assert apply_request(engine, sale.requests["submit"], {**body, "request_id": "order-8"})[0]["sale_id"] == 2
+    with pytest.raises(ContractError, match="request_id"):
+        apply_request(engine, sale.requests["submit"], {**body, "request_id": ""})

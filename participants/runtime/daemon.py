@@ -94,7 +94,10 @@ class ParticipantDaemon:
                 await self.nc.flush(timeout=2)
             except Exception:
                 pass
-            await self.nc.close()
+            try:
+                await self.nc.close()
+            except Exception:  # stopped while NATS was away: the client's transport is already gone
+                pass
             self.engine.dispose()
             self.log.write("stopped")
 
