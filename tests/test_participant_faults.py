@@ -200,3 +200,18 @@ def test_a_bad_setting_stops_the_participant_with_a_clear_line_and_no_database(
     assert "participant inventory exited" in str(failure.value)
     assert message in str(failure.value) and "Traceback" not in str(failure.value)
     assert not (Path(state.root) / "inventory.db").exists()
+
+
+def test_sagactl_up_with_a_bad_setting_says_which_and_changes_no_database(state: StateDir) -> None:
+    from typer.testing import CliRunner
+
+    from sagactl.cli.main import app
+
+    try:
+        result = CliRunner().invoke(app, ["up", "--state-dir", str(state.root)], env={"SAGACTL_SQLITE_BUSY_TIMEOUT": "soon"})
+        assert result.exit_code == 3
+        assert "SAGACTL_SQLITE_BUSY_TIMEOUT must be a number, not 'soon'" in result.stderr
+        assert "Traceback" not in result.output
+        assert state.db_files() == []
+    finally:
+        Supervisor(state).down()
