@@ -28,11 +28,11 @@ from typing import Any
 import nats.errors
 
 from participants.contract import STREAM
-from participants.runtime.loader import BUILT_IN, load_participant
+from participants.flow import consumer_of, expected_next
 from sagactl.client import SagaClient
 from sagactl.deadletters import DeadLetter, list_dead_letters
 from sagactl.errors import Unavailable
-from sagactl.history import SaleHistory, last_seq, read_histories
+from sagactl.sale_histories import SaleHistory, last_seq, read_histories
 from sagactl.snapshot import SaleRecord, Snapshot, read_snapshot
 
 FINALIZED, CANCELED, PENDING = "FINALIZED", "CANCELED", "PENDING"
@@ -58,11 +58,6 @@ class CheckReport:
     def as_json(self) -> dict[str, Any]:
         return {"passed": self.passed, "violations": [asdict(v) for v in self.violations],
                 "counts": self.counts, "seconds": round(self.seconds, 3)}
-
-
-def next_actor() -> dict[str, str]:
-    """Event type -> the participant that handles it (who should act next in a saga)."""
-    return {t: name for name in BUILT_IN for t in load_participant(name).handlers}
 
 
 async def run_checks(client: SagaClient, stuck_after: float = 30.0) -> CheckReport:
@@ -92,7 +87,6 @@ class Audit:
         self.now = now
         self.stuck_after = stuck_after
         self.sales = snapshot.sales or {}
-        self.next_actor = next_actor()
 
     def violations(self) -> list[Violation]:
         found = [Violation("unreachable", p, why) for p, why in self.snapshot.unreadable.items()]
@@ -123,7 +117,7 @@ class Audit:
             return True
         if sale.status != PENDING:
             return False
-        return history is None or self.next_actor.get(history.last.type) == "inventory"
+        return history is None or consumer_of(history.last.type) == "inventory"
 
     def stock(self) -> list[Violation]:
         found = []
@@ -240,7 +234,8 @@ class Audit:
                                        "next: sale should publish CREATED_SALE"))
                 continue
             last = history.last
-            actor = self.next_actor.get(last.type, "nobody")
+            waiting = expected_next([step.type for step in history.steps])
+            actor = waiting[1] if waiting else "nobody (the stream says it ended)"
             detail = (f"PENDING for {age:.0f}s; last event {last.type} (stream seq {last.seq}, from {last.producer}, "
                       f"{self.now - last.time:.0f}s ago); next: {actor} should handle it")
             letter = dead_by_seq.get(last.seq)

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from participants.runtime.broker import redact
 from participants.runtime.loader import BUILT_IN
 from sagactl.errors import Unavailable, UsageError
 from sagactl.statedir import StateDir
@@ -46,6 +45,9 @@ def nats_server_binary() -> str:
 
 
 def nats_config_file() -> Path:
+    override = os.environ.get("SAGACTL_NATS_CONFIG")  # `sagactl bench --fsync` writes its own
+    if override:
+        return Path(override)
     packaged = resources.files("sagactl") / "nats.conf"
     if packaged.is_file():
         return Path(str(packaged))
@@ -62,6 +64,16 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.2)
         return sock.connect_ex((host, port)) == 0
+
+
+def port_closes(port: int, timeout: float = 2.0) -> bool:
+    """Whether a port is free or frees up soon: a killed server's socket outlives its pid briefly."""
+    deadline = time.monotonic() + timeout
+    while port_open(port):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -160,7 +172,7 @@ class Supervisor:
         port = int(system.get("nats_port") or 0)
         if self.embedded_pid() and port and port_open(port):
             return f"nats://127.0.0.1:{port}"
-        if not port or port_open(port):
+        if not port or not port_closes(port):
             port = free_port()
         log_file = self.state.nats_log_file()
         command = [
@@ -266,7 +278,9 @@ class Supervisor:
                     continue
                 log_file = self.state.log_file(name, replica)
                 offset = log_file.stat().st_size if log_file.exists() else 0
-                process = self.start_participant(name, reference, replica, urls, (extra_env or {}).get(name))
+                # Every process learns how many share its durable consumer (SAGACTL_REPLICAS).
+                env = {"SAGACTL_REPLICAS": str(int(counts.get(name, 1))), **(extra_env or {}).get(name, {})}
+                process = self.start_participant(name, reference, replica, urls, env)
                 started.append((name, replica, process, offset))
         self.wait_ready(started)
         return urls
@@ -309,6 +323,8 @@ class Supervisor:
         return stopped
 
     def describe_url(self, urls: list[str]) -> str:
+        from participants.runtime.broker import redact
+
         return ",".join(redact(u) for u in urls)
 
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from sagactl.check import Audit, Violation
 from sagactl.deadletters import DeadLetter
-from sagactl.history import SaleHistory, Step
+from sagactl.sale_histories import SaleHistory, Step
 from sagactl.snapshot import MoneyRecord, PaymentRecord, SaleRecord, Snapshot, StockRecord
 
 NOW = 1_000_000.0

@@ -24,7 +24,7 @@ from participants.runtime.loader import BUILT_IN
 from sagactl.client import SagaClient
 from sagactl.deadletters import list_dead_letters
 from sagactl.errors import Unavailable
-from sagactl.history import read_histories
+from sagactl.sale_histories import read_histories
 from sagactl.statedir import StateDir
 from sagactl.supervisor import Supervisor, pid_alive
 from tests.driving import eventually, wait_dead

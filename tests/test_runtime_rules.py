@@ -23,10 +23,11 @@ from participants.sale import participant as sale
 from participants.sale.handlers import submit
 
 
-def sqlite_error(message: str, code: int) -> OperationalError:
+def sqlite_error(message: str, code: int, wrapped: bool = True) -> BaseException:
+    """As SQLAlchemy raises it, or as the driver cursor of the runtime's lean statements does."""
     orig = sqlite3.OperationalError(message)
     orig.sqlite_errorcode = code  # type: ignore[attr-defined]
-    return OperationalError("statement", {}, orig)
+    return OperationalError("statement", {}, orig) if wrapped else orig
 
 
 @pytest.mark.parametrize(
@@ -36,6 +37,8 @@ def sqlite_error(message: str, code: int) -> OperationalError:
         (sqlite_error("disk I/O error", 10 | (3 << 8)), True),
         (sqlite_error("database or disk is full", 13), True),
         (sqlite_error("no such column: balance", 1), False),
+        (sqlite_error("database is locked", 5, wrapped=False), True),
+        (sqlite_error("no such table: users", 1, wrapped=False), False),
         (TransientError("try later"), True),
         (IntegrityError("statement", {}, sqlite3.IntegrityError("UNIQUE constraint failed")), False),
         (LookupError("sale 9 does not exist"), False),
@@ -57,7 +60,7 @@ def test_a_handler_row_breaking_a_constraint_is_a_failure_not_a_race(tmp_path: P
         session.commit()
     # A second, distinct UPDATED_INVENTORY for sale 1: its payment row breaks payments.sale_id UNIQUE.
     event = new_event(CREATED_SALE, 1, parse_sale(1, 1, "20.00", 1), "sale").follow(UPDATED_INVENTORY, "inventory")
-    with pytest.raises(IntegrityError):
+    with pytest.raises((IntegrityError, sqlite3.IntegrityError)):
         apply_event(engine, payment, event)
     with Session(engine) as session:
         assert session.exec(select(User.balance)).one() == 100  # the debit rolled back with it

@@ -22,16 +22,21 @@ TRANSIENT_SQLITE_CODES = frozenset({5, 6, 10, 13, 14, 15})
 
 
 def is_transient(exc: BaseException) -> bool:
+    """A failure of the database rather than of the event: SQLAlchemy's wrapped errors and the
+    driver's own (the runtime's lean statements run on the driver cursor)."""
     if isinstance(exc, TransientError):
         return True
-    if not isinstance(exc, DBAPIError):
-        return False
-    if exc.connection_invalidated:
-        return True
-    code = getattr(exc.orig, "sqlite_errorcode", None)
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        driver_error: BaseException = exc.orig or exc
+    else:
+        driver_error = exc
+    code = getattr(driver_error, "sqlite_errorcode", None)
     if code is not None:
         return (code & 0xFF) in TRANSIENT_SQLITE_CODES
-    return isinstance(exc, OperationalError)  # other drivers: the server or the connection failed
+    # Other drivers: PEP 249's OperationalError means the server or the connection failed.
+    return isinstance(exc, OperationalError) or any(k.__name__ == "OperationalError" for k in type(driver_error).__mro__)
 
 
 def failure_action(exc: BaseException, deliveries: int, max_deliver: int) -> Literal["retry", "dead"]:

@@ -28,7 +28,8 @@ class Settings:
     db_url: str
     state_dir: Path
     replica: int = 1
-    batch_size: int = 64
+    replicas: int = 1  # how many processes of this participant share its durable consumer
+    batch_size: int = 256
     # Deliveries of an event whose handler keeps failing before it is dead-lettered. A database
     # that is locked or unreachable is not the event's fault: those failures retry without limit.
     max_deliver: int = 5
@@ -39,6 +40,13 @@ class Settings:
     # How long a transaction waits for another writer's lock before the event is naked and retried.
     sqlite_busy_timeout_s: float = 30.0
     stream_replicas: int = 1
+    # Bounds of the SAGA stream when this process creates it (0 / -1: unlimited); see docs/performance.md.
+    stream_max_age_s: float = 0.0
+    stream_max_bytes: int = 1 << 30
+    # Sent outbox rows are kept this long for inspection, then pruned.
+    outbox_keep_s: float = 60.0
+    # Skip all database work (inbox, handlers, outbox): `sagactl bench --raw`, the messaging limit.
+    raw: bool = False
 
     @classmethod
     def from_env(cls, participant: str) -> "Settings":
@@ -60,13 +68,18 @@ class Settings:
             db_url=os.environ.get(f"SAGACTL_DB_URL_{participant.upper()}", default_db),
             state_dir=state_dir,
             replica=_env("SAGACTL_REPLICA", 1, int, 1),
-            batch_size=_env("SAGACTL_BATCH_SIZE", 64, int, 1),
+            replicas=_env("SAGACTL_REPLICAS", 1, int, 1),
+            batch_size=_env("SAGACTL_BATCH_SIZE", 256, int, 1),
             max_deliver=_env("SAGACTL_MAX_DELIVER", 5, int, 1),
             ack_wait_s=_env("SAGACTL_ACK_WAIT", 30.0, float, 0.1),
             crash_point=crash_point,
             sqlite_synchronous=synchronous,
             sqlite_busy_timeout_s=_env("SAGACTL_SQLITE_BUSY_TIMEOUT", 30.0, float, 0.0),
             stream_replicas=_env("SAGACTL_STREAM_REPLICAS", 1, int, 1),
+            stream_max_age_s=_env("SAGACTL_STREAM_MAX_AGE", 0.0, float, 0.0),
+            stream_max_bytes=_env("SAGACTL_STREAM_MAX_BYTES", 1 << 30, int, -1),
+            outbox_keep_s=_env("SAGACTL_OUTBOX_KEEP", 60.0, float, 0.0),
+            raw=os.environ.get("SAGACTL_RAW", "") not in ("", "0"),
         )
 
 

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from sagactl.check import CheckReport, run_checks
 from sagactl.cli.common import JsonOption, NatsUrlOption, StateDirOption, err, handle_errors, out, print_json, run_async, state_dir
-from sagactl.client import SagaClient
 from sagactl.errors import ExitCode, UsageError
 from sagactl.supervisor import Supervisor
+
+if TYPE_CHECKING:  # the check imports nats and the contract (pydantic): only when it runs
+    from sagactl.check import CheckReport
 
 
 def register(app: typer.Typer) -> None:
@@ -54,7 +54,10 @@ def _seconds(raw: str) -> float:
     return seconds
 
 
-async def _check(urls: list[str], stuck_after: float) -> CheckReport:
+async def _check(urls: list[str], stuck_after: float) -> "CheckReport":
+    from sagactl.check import run_checks
+    from sagactl.client import SagaClient
+
     client = await SagaClient.connect(urls, name="sagactl-check")
     try:
         return await run_checks(client, stuck_after)
@@ -62,7 +65,9 @@ async def _check(urls: list[str], stuck_after: float) -> CheckReport:
         await client.close()
 
 
-def _print(report: CheckReport) -> None:
+def _print(report: "CheckReport") -> None:
+    from rich.table import Table
+
     counts = report.counts
     summary = (f"{counts.get('sales', 0)} sales ({counts.get('finalized', 0)} finalized, {counts.get('canceled', 0)} canceled, "
                f"{counts.get('pending', 0)} pending), {counts.get('products', 0)} products, {counts.get('users', 0)} users, "

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any, Awaitable, Callable
 
 import typer
-from nats.js import JetStreamContext
-from rich.table import Table
 
-from participants.runtime import broker
-from sagactl import deadletters
 from sagactl.cli.common import JsonOption, NatsUrlOption, StateDirOption, err, handle_errors, out, print_json, run_async, state_dir
 from sagactl.errors import Unavailable, UsageError
 from sagactl.supervisor import Supervisor
+
+if TYPE_CHECKING:  # nats and the dead-letter core load only when a command runs
+    from nats.js import JetStreamContext
 
 app = typer.Typer(help="Inspect, replay or purge the dead-letter list (events a participant gave up on).", no_args_is_help=True)
 
@@ -31,6 +30,8 @@ def list_(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: Js
 
     Example: sagactl deadletters list --json
     """
+    from sagactl import deadletters
+
     letters = _run(state, nats_url, deadletters.list_dead_letters)
     if json:
         print_json([letter.as_json() for letter in letters])
@@ -38,6 +39,8 @@ def list_(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: Js
     if not letters:
         err.print("no dead letters")
         return
+    from rich.table import Table
+
     table = Table(title=f"{len(letters)} dead letter(s)", title_justify="left")
     for column in ("seq", "time", "participant", "event", "sale", "tries"):
         table.add_column(column, no_wrap=True, justify="right" if column in ("seq", "sale", "tries") else "left")
@@ -58,6 +61,8 @@ def replay(seqs: SeqArgument = None, all: AllOption = False, state: StateDirOpti
 
     Example: sagactl deadletters replay --all
     """
+    from sagactl import deadletters
+
     chosen = _chosen(seqs, all)
     letters = _run(state, nats_url, lambda js: deadletters.replay(js, chosen))
     err.print(f"replayed {len(letters)} dead letter(s)" + (f": {', '.join(str(x.seq) for x in letters)}" if letters else ""))
@@ -70,6 +75,8 @@ def purge(seqs: SeqArgument = None, all: AllOption = False, state: StateDirOptio
 
     Example: sagactl deadletters purge 3 4
     """
+    from sagactl import deadletters
+
     chosen = _chosen(seqs, all)
     letters = _run(state, nats_url, lambda js: deadletters.purge(js, chosen))
     err.print(f"purged {len(letters)} dead letter(s)")
@@ -91,7 +98,9 @@ def _chosen(seqs: list[str] | None, every: bool) -> list[int] | None:
     return chosen
 
 
-def _run(state: Any, nats_url: str | None, action: Callable[[JetStreamContext], Awaitable[Any]]) -> Any:
+def _run(state: Any, nats_url: str | None, action: "Callable[[JetStreamContext], Awaitable[Any]]") -> Any:
+    from participants.runtime import broker
+
     urls = Supervisor(state_dir(state)).nats_urls(nats_url)
 
     async def go() -> Any:

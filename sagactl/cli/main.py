@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from sagactl import __version__
-from sagactl.cli import check, deadletters, run, sales, system
+from sagactl.cli import bench, check, deadletters, logs, run, sales, system, tail, trace
 
 app = typer.Typer(
     name="sagactl",
@@ -18,6 +18,10 @@ app = typer.Typer(
 system.register(app)
 sales.register(app)
 run.register(app)
+tail.register(app)
+trace.register(app)
+logs.register(app)
+bench.register(app)
 check.register(app)
 deadletters.register(app)
 

@@ -5,12 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from nats.js.errors import NotFoundError
-from rich.table import Table
 
-from participants.contract import DEAD_LETTER_STREAM, STREAM
-from participants.runtime import broker
-from sagactl.cli.common import JsonOption, NatsUrlOption, StateDirOption, err, handle_errors, out, print_json, run_async, state_dir
+from sagactl.cli.common import IntervalOption, JsonOption, NatsUrlOption, StateDirOption, WatchOption, err, handle_errors, out, print_json, run_async, state_dir
 from sagactl.errors import ExitCode, Unavailable
 from sagactl.supervisor import Supervisor, parse_replicas
 
@@ -53,14 +49,29 @@ def down(
     err.print(f"down: {what}" + ("; databases and stream store deleted" if purge else ""))
 
 
-def status(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: JsonOption = False) -> None:
+def status(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: JsonOption = False,
+           watch: WatchOption = False, interval: IntervalOption = 1.0) -> None:
     """Show the NATS URL, each participant process, the stream and each consumer's backlog.
 
-    Exit 0 when every participant runs and NATS answers, 1 otherwise.
+    Exit 0 when every participant runs and NATS answers, 1 otherwise. --watch redraws it in place.
 
     Example: sagactl status --json
     """
     supervisor = Supervisor(state_dir(state))
+    if watch:
+        from sagactl.views import live
+
+        return live.watch(lambda: _status_report(supervisor, nats_url), _print_status, interval, json)
+    report = _status_report(supervisor, nats_url)
+    if json:
+        print_json(report)
+    else:
+        _print_status(report)
+    if not report["healthy"]:
+        raise typer.Exit(int(ExitCode.FAILED))
+
+
+def _status_report(supervisor: Supervisor, nats_url: str | None) -> dict[str, Any]:
     report: dict[str, Any] = {"state_dir": str(supervisor.state.root)}
     try:
         urls = supervisor.nats_urls(nats_url)
@@ -74,6 +85,8 @@ def status(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: J
     report["stream"], report["consumers"], report["dead_letters"] = None, [], None
     report["nats_reachable"] = False
     if urls:
+        from participants.runtime import broker  # imports nats: only when there is a server to ask
+
         try:
             report.update(run_async(_stream_report(urls)))
             report["nats_reachable"] = True
@@ -81,15 +94,15 @@ def status(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: J
             report["nats_error"] = str(exc)
     healthy = report["nats_reachable"] and bool(report["participants"]) and all(p["running"] for p in report["participants"])
     report["healthy"] = healthy
-    if json:
-        print_json(report)
-    else:
-        _print_status(report)
-    if not healthy:
-        raise typer.Exit(int(ExitCode.FAILED))
+    return report
 
 
 async def _stream_report(urls: list[str]) -> dict[str, Any]:
+    from nats.js.errors import NotFoundError
+
+    from participants.contract import DEAD_LETTER_STREAM, STREAM
+    from participants.runtime import broker
+
     nc = await broker.connect(urls, "sagactl-status", reconnect_forever=False)
     try:
         js = nc.jetstream()
@@ -117,6 +130,8 @@ async def _stream_report(urls: list[str]) -> dict[str, Any]:
 
 
 def _print_status(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
     nats = report["nats_url"] or "(none: run `sagactl up`)"
     reach = "reachable" if report["nats_reachable"] else "[red]not reachable[/]"
     out.print(f"NATS: {nats} ({reach})   state: {report['state_dir']}")
