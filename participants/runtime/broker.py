@@ -104,7 +104,9 @@ def describe(exc: BaseException) -> str:
     return text.replace("nats: ", "")
 
 
-def stream_config(replicas: int = 1, max_age_s: float = 0, max_bytes: int = -1) -> StreamConfig:
+def stream_config(
+    replicas: int = 1, max_age_s: float = 0, max_bytes: int = -1, duplicate_window_s: float = DUPLICATE_WINDOW_S
+) -> StreamConfig:
     """The saga history: file storage, limits retention, so every event stays readable."""
     return StreamConfig(
         name=STREAM,
@@ -114,7 +116,7 @@ def stream_config(replicas: int = 1, max_age_s: float = 0, max_bytes: int = -1) 
         discard=DiscardPolicy.OLD,
         max_age=max_age_s or None,
         max_bytes=max_bytes,
-        duplicate_window=DUPLICATE_WINDOW_S,
+        duplicate_window=duplicate_window_s,
         num_replicas=replicas,
     )
 
@@ -129,9 +131,12 @@ def dead_letter_config(replicas: int = 1) -> StreamConfig:
     )
 
 
-async def ensure_streams(js: JetStreamContext, replicas: int = 1, max_age_s: float = 0, max_bytes: int = -1) -> None:
+async def ensure_streams(
+    js: JetStreamContext, replicas: int = 1, max_age_s: float = 0, max_bytes: int = -1,
+    duplicate_window_s: float = DUPLICATE_WINDOW_S,
+) -> None:
     """Create the saga stream and the dead-letter stream unless they exist (never reconfigure)."""
-    for config in (stream_config(replicas, max_age_s, max_bytes), dead_letter_config(replicas)):
+    for config in (stream_config(replicas, max_age_s, max_bytes, duplicate_window_s), dead_letter_config(replicas)):
         try:
             await js.stream_info(config.name)
         except NotFoundError:

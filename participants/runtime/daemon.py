@@ -14,6 +14,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 import orjson
@@ -24,7 +25,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import ArgumentError
 
 from participants.contract import DEAD_LETTER_SUBJECT_ROOT, STREAM, ContractError, Event, control_subject, parse_event
-from participants.runtime import broker, jetstream
+from participants.runtime import broker, jetstream, recovery
 from participants.runtime.crashpoints import AFTER_COMMIT, MID_BATCH, CrashPoints
 from participants.runtime.database import create_schema, make_engine, seed_once, table_rows
 from participants.runtime.eventlog import EventLog
@@ -88,11 +89,12 @@ class ParticipantDaemon:
         durable = self.participant.name
         await self._declare(durable)
         settings = self.settings
+        window = await self._duplicate_window()
         retention = Retention.for_consumer(
-            broker.DUPLICATE_WINDOW_S, settings.max_deliver, settings.ack_wait_s, MAX_RETRY_DELAY_S, settings.outbox_keep_s
+            window, settings.max_deliver, settings.ack_wait_s, MAX_RETRY_DELAY_S, settings.outbox_keep_s
         )
         self.relay = OutboxRelay(None if settings.raw else self.engine, self.nc, self.crash, self.log, retention)
-        await self.relay.start()  # queues what a previous run committed but never published
+        await self.relay.start(lambda rows: self._stored_already(rows, window))  # what a previous run never marked sent
         await self._subscribe_control()
         self.puller = jetstream.PullConsumer(self.nc, STREAM, durable, settings.batch_size, PULL_EXPIRES_S)
         await self.puller.start()
@@ -132,13 +134,29 @@ class ParticipantDaemon:
         deadline = time.monotonic() + DECLARE_TIMEOUT_S
         while True:
             try:
-                await broker.ensure_streams(self.js, settings.stream_replicas, settings.stream_max_age_s, settings.stream_max_bytes)
+                await broker.ensure_streams(self.js, settings.stream_replicas, settings.stream_max_age_s, settings.stream_max_bytes,
+                                            settings.stream_duplicate_window_s)
                 await broker.ensure_consumer(self.js, config)
                 return
             except Exception as exc:
                 if time.monotonic() > deadline:
                     raise broker.BrokerUnavailable(f"JetStream is not usable: {broker.describe(exc)}") from None
                 await asyncio.sleep(0.2)
+
+    async def _stored_already(self, rows: list[tuple[str, str, datetime]], window: float) -> set[str]:
+        try:
+            return await recovery.stored_already(self.nc, rows, window)  # type: ignore[arg-type]
+        except Exception as exc:  # cannot tell: publish them again, as before
+            self.log.write("outbox_recovery_failed", error=broker.describe(exc))
+            return set()
+
+    async def _duplicate_window(self) -> float:
+        """The SAGA stream's duplicate window as the server has it (another process may have created it)."""
+        assert self.js is not None
+        try:
+            return float((await self.js.stream_info(STREAM)).config.duplicate_window or broker.DUPLICATE_WINDOW_S)
+        except Exception:
+            return broker.DUPLICATE_WINDOW_S
 
     async def _on_connection(self, what: str) -> None:
         if what == "reconnected" and self.puller is not None:

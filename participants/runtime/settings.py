@@ -43,6 +43,8 @@ class Settings:
     # Bounds of the SAGA stream when this process creates it (0 / -1: unlimited); see docs/performance.md.
     stream_max_age_s: float = 0.0
     stream_max_bytes: int = 1 << 30
+    # The SAGA stream's duplicate window when this process creates it (tests shorten it).
+    stream_duplicate_window_s: float = 120.0
     # Sent outbox rows are kept this long for inspection, then pruned.
     outbox_keep_s: float = 60.0
     # Skip all database work (inbox, handlers, outbox): `sagactl bench --raw`, the messaging limit.
@@ -78,6 +80,7 @@ class Settings:
             stream_replicas=_env("SAGACTL_STREAM_REPLICAS", 1, int, 1),
             stream_max_age_s=_env("SAGACTL_STREAM_MAX_AGE", 0.0, float, 0.0),
             stream_max_bytes=_env("SAGACTL_STREAM_MAX_BYTES", 1 << 30, int, -1),
+            stream_duplicate_window_s=_env("SAGACTL_STREAM_DUPLICATE_WINDOW", 120.0, float, 0.1),
             outbox_keep_s=_env("SAGACTL_OUTBOX_KEEP", 60.0, float, 0.0),
             raw=os.environ.get("SAGACTL_RAW", "") not in ("", "0"),
         )
