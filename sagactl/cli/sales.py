@@ -10,7 +10,7 @@ from participants.contract import ContractError, Sale, parse_sale
 from sagactl.cli.common import JsonOption, NatsUrlOption, StateDirOption, out, handle_errors, print_json, run_async, state_dir
 from sagactl.client import SagaClient
 from sagactl.errors import ExitCode, UsageError
-from sagactl.scenario.runner import PARTICIPANTS
+from participants.runtime.loader import BUILT_IN
 from sagactl.supervisor import Supervisor
 from sagactl.views.tables import render_state
 
@@ -95,6 +95,6 @@ def state(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: Js
 async def _state(urls: list[str]) -> dict[str, Any]:
     client = await SagaClient.connect(urls)
     try:
-        return await client.state(PARTICIPANTS)
+        return await client.state(list(BUILT_IN))
     finally:
         await client.close()
