@@ -56,7 +56,7 @@ STEP_OPTIONS: dict[str, tuple[str, ...]] = {
     "start_nats": (),
     "publish": (),
     "sleep": (),
-    "expect": (),
+    "expect": ("within",),
 }
 BARE_ACTIONS = ("stop_nats", "start_nats")
 SALE_FIELDS = ("product_id", "user_id", "value", "quantity")
@@ -328,7 +328,8 @@ class _Builder:
         return None if seconds is None else SleepStep(seconds=seconds, line=line)
 
     def _step_expect(self, node: Node, options: dict[str, Node], where: str, line: int) -> Step | None:
-        return ExpectStep(expect=read_expectations(self.r, self.names, node, where), line=line)
+        within = self.r.number(options["within"], f"{where} within", 0.0, 600.0) if "within" in options else 0.0
+        return ExpectStep(expect=read_expectations(self.r, self.names, node, where), within_s=within or 0.0, line=line)
 
     def _step_publish(self, node: Node, options: dict[str, Node], where: str, line: int) -> Step | None:
         keys = self.r.mapping(node, where, ("subject", "body", "copy", "type", "msg_id"))

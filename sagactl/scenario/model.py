@@ -199,9 +199,10 @@ class SleepStep(StepBase):
 @dataclass(frozen=True, kw_only=True)
 class ExpectStep(StepBase):
     expect: Expectations
+    within_s: float = 0.0  # > 0: judge again until all hold or this time is up (eventual consistency)
 
     def summary(self) -> str:
-        return "check expectations"
+        return "check expectations" + (f" (within {self.within_s:g}s)" if self.within_s else "")
 
 
 Step = (SubmitStep | WaitStep | WaitExitStep | KillStep | RestartStep | StartStep | StopNatsStep | StartNatsStep

@@ -39,6 +39,7 @@ from sagactl.scenario.system import ScenarioSystem, wait_exited
 from sagactl.scenario.tracker import SaleTracker, read_history
 
 RECONNECT_TIMEOUT_S = 15.0
+EXPECT_RETRY_S = 0.2
 # What a step may run into that ends the run with a failed verdict rather than a traceback.
 STEP_ERRORS = (SagactlError, nats.errors.Error, asyncio.TimeoutError, OSError)
 
@@ -213,9 +214,7 @@ class _Play:
             await asyncio.sleep(step.seconds)
             return _Outcome(True, "")
         if isinstance(step, ExpectStep):
-            verdicts = await judge(step.expect, self.evidence())
-            failed = sum(not v.passed for v in verdicts)
-            return _Outcome(not failed, f"{len(verdicts) - failed}/{len(verdicts)} held", verdicts)
+            return await self._expect(step)
         raise AssertionError(f"no runner for {type(step).__name__}")
 
     async def _submit(self, step: SubmitStep) -> _Outcome:
@@ -239,6 +238,15 @@ class _Play:
         expected = {step.status or "FINALIZED or CANCELED": len(ids)}
         verdict = Verdict(f"wait for {'all sales' if step.names is None else ', '.join(step.names)}", False, expected, counts)
         return _Outcome(False, f"not reached: {counts}", [verdict])
+
+    async def _expect(self, step: ExpectStep) -> _Outcome:
+        deadline = time.monotonic() + step.within_s
+        while True:
+            verdicts = await judge(step.expect, self.evidence())
+            failed = sum(not v.passed for v in verdicts)
+            if not failed or time.monotonic() >= deadline:
+                return _Outcome(not failed, f"{len(verdicts) - failed}/{len(verdicts)} held", verdicts)
+            await asyncio.sleep(EXPECT_RETRY_S)
 
     async def _start_nats(self) -> _Outcome:
         url = await asyncio.to_thread(self.system.start_nats)
