@@ -197,3 +197,10 @@ def test_every_shipped_scenario_validates_and_is_listed_with_its_description() -
 def test_unknown_scenario_name_is_a_usage_error() -> None:
     result = runner.invoke(app, ["run", "no-such-scenario"])
     assert result.exit_code == 2 and "shipped: " in result.stderr
+
+
+def test_the_commented_example_of_the_format_doc_is_valid() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "scenarios" / "README.md").read_text()
+    example = readme.split("```yaml\n", 1)[1].split("```\n", 1)[0]
+    scenario = loader.loads(example, "scenarios/README.md")
+    assert scenario.name == "big-order" and len(scenario.steps) == 15

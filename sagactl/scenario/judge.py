@@ -88,7 +88,7 @@ def _sale_verdict(ref: SaleRef, wanted: SaleExpectation, ids: list[int], rows: d
         actual = {"status": row["status"], "reason": row.get("reason")} if row else "no such sale"
         expected = {"status": wanted.status, "reason": wanted.reason} if wanted.reason else {"status": wanted.status}
         passed = row is not None and row["status"] == wanted.status and (wanted.reason is None or row.get("reason") == wanted.reason)
-        return Verdict(f"sale {ref} (id {ids[0]})", passed, expected, actual)
+        return Verdict(f"sale {ref}" if isinstance(ref, int) else f"sale {ref} (id {ids[0]})", passed, expected, actual)
     what = f"sales {ref} ({len(ids)})"
     if wanted.counts is not None:
         counts = dict(Counter(_status_of(row, False) for row in found))
