@@ -11,6 +11,7 @@ from typing import Any
 from yaml.nodes import Node, ScalarNode
 
 from participants.contract import SUBJECTS
+from participants.runtime.loader import load_participant
 from sagactl.scenario.model import BUILT_IN_PARTICIPANTS, SaleRef
 from sagactl.scenario.yamlnodes import Reader, kind
 
@@ -85,6 +86,21 @@ class Names:
             return True
         self.r.problems.add(node, where, f"unknown participant {name!r}; expected one of {', '.join(self.participants)}")
         return False
+
+    def participant_reference(self, node: Node, where: str, expected_name: str | None = None) -> tuple[str, str] | None:
+        """MODULE:OBJECT naming a Participant, imported to check it: (the reference, its name)."""
+        reference = self.r.string(node, where)
+        if reference is None:
+            return None
+        try:
+            participant = load_participant(reference)
+        except ValueError as exc:
+            self.r.problems.add(node, where, f"expected MODULE:OBJECT naming a Participant: {exc}")
+            return None
+        if expected_name is not None and participant.name != expected_name:
+            self.r.problems.add(node, where, f"{reference} is participant {participant.name!r}, not {expected_name!r}")
+            return None
+        return reference, participant.name
 
     def check_pending(self) -> None:
         for name, key_node in self._pending.items():

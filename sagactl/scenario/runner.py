@@ -255,7 +255,17 @@ class _Play:
             if time.monotonic() - began > RECONNECT_TIMEOUT_S:
                 return _Outcome(False, f"NATS is back at {url} but sagactl did not reconnect in {RECONNECT_TIMEOUT_S:g}s")
             await asyncio.sleep(0.05)
-        return _Outcome(True, f"NATS back at {url}; reconnected after {time.monotonic() - began:.2f}s")
+        # The participants reconnect on their own schedule; a submit right now could find no sale service.
+        for name in self.system.participants:
+            while True:
+                try:
+                    await self.client.request(name, "ping", {}, timeout=0.5)
+                    break
+                except SagactlError:
+                    if time.monotonic() - began > RECONNECT_TIMEOUT_S:
+                        return _Outcome(False, f"NATS is back at {url} but {name} did not answer in {RECONNECT_TIMEOUT_S:g}s")
+                    await asyncio.sleep(0.05)
+        return _Outcome(True, f"NATS back at {url}; everyone reconnected after {time.monotonic() - began:.2f}s")
 
     async def _publish(self, step: PublishStep) -> _Outcome:
         if step.copy_of:
