@@ -176,4 +176,4 @@ async def _invariants_verdict(client: SagaClient) -> Verdict:
         result = await result
     if result.passed:
         return Verdict(what, True, expected, "no violations")
-    return Verdict(what, False, expected, [str(v) for v in result.violations])
+    return Verdict(what, False, expected, result.as_json().get("violations", [str(v) for v in result.violations]))
