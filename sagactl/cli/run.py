@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json as json_text  # `json` is the name of the --json option
 from typing import Annotated, Any
 
 import typer
@@ -106,8 +107,4 @@ def _shortened(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def _show(value: Any) -> str:
-    if isinstance(value, (dict, list)):
-        import json as json_module
-
-        return json_module.dumps(value, default=str)
-    return str(value)
+    return json_text.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value)
