@@ -6,16 +6,24 @@ the SAGA stream, dead letters from the dead-letter stream, invariants from `saga
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import nats.errors
+
 from participants.contract import DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT_ROOT
 from sagactl.client import SagaClient
+from sagactl.errors import SagactlError
 from sagactl.scenario.model import Expectations, SaleExpectation, SaleRef, TableRows, TableValues
 from sagactl.scenario.tracker import read_history
+
+
+# A source that cannot be read (NATS down after a failed step) makes its expectations fail.
+UNREADABLE = (SagactlError, nats.errors.Error, asyncio.TimeoutError, OSError)
 
 
 @dataclass
@@ -57,20 +65,39 @@ async def judge(expect: Expectations, evidence: Evidence, prefix: str = "") -> l
         state = await evidence.tables()
         sale_rows = {row["id"]: row for row in ((state.get("sale") or {}).get("sales") or [])}
         for ref, wanted in expect.sales.items():
+            if state.get("sale") is None:
+                verdicts.append(Verdict(f"sale {ref}", False, wanted.counts or wanted.status, "the sale service did not answer"))
+                continue
             verdicts.append(_sale_verdict(ref, wanted, evidence.sale_ids(ref), sale_rows, ref in evidence.groups))
         for key, table in expect.tables.items():
             verdicts.append(_table_verdict(key, table, state))
     if expect.events:
-        history = await evidence.history()
-        for ref, types in expect.events.items():
+        try:
+            history = await evidence.history()
+        except UNREADABLE as exc:
+            history = None
+            verdicts.extend(Verdict(f"events of {ref}", False, list(types), _unreadable("the stream", exc))
+                            for ref, types in expect.events.items())
+        for ref, types in expect.events.items() if history is not None else ():
             verdicts.append(_events_verdict(ref, types, evidence.sale_ids(ref), history))
     if expect.dead_letters:
-        verdicts.extend(await _dead_letter_verdicts(expect.dead_letters, evidence.client))
+        try:
+            verdicts.extend(await _dead_letter_verdicts(expect.dead_letters, evidence.client))
+        except UNREADABLE as exc:
+            verdicts.extend(Verdict(f"dead letters of {name}", False, count, _unreadable("the dead-letter stream", exc))
+                            for name, count in expect.dead_letters.items())
     if expect.invariants:
-        verdicts.append(await _invariants_verdict(evidence.client))
+        try:
+            verdicts.append(await _invariants_verdict(evidence.client))
+        except UNREADABLE as exc:
+            verdicts.append(Verdict("invariants (sagactl check)", False, "no violations", _unreadable("the system", exc)))
     for verdict in verdicts:
         verdict.what = prefix + verdict.what
     return verdicts
+
+
+def _unreadable(what: str, exc: BaseException) -> str:
+    return f"could not read {what}: {exc if isinstance(exc, SagactlError) else type(exc).__name__}"
 
 
 def _status_of(row: dict[str, Any] | None, with_reason: bool) -> str:
