@@ -7,11 +7,12 @@ from typing import Annotated, Any
 import typer
 
 from participants.contract import ContractError, Sale, parse_sale
-from sagactl.cli.common import JsonOption, NatsUrlOption, StateDirOption, out, handle_errors, print_json, run_async, state_dir
+from sagactl.cli.common import IntervalOption, JsonOption, NatsUrlOption, StateDirOption, WatchOption, out, handle_errors, print_json, run_async, state_dir
 from sagactl.client import SagaClient
 from sagactl.errors import ExitCode, UsageError
 from participants.runtime.loader import BUILT_IN
 from sagactl.supervisor import Supervisor
+from sagactl.views import live
 from sagactl.views.tables import render_state
 
 
@@ -75,14 +76,17 @@ async def _submit(urls: list[str], sale: Sale, wait: bool, timeout: float) -> di
         await client.close()
 
 
-def state(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: JsonOption = False) -> None:
+def state(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: JsonOption = False,
+          watch: WatchOption = False, interval: IntervalOption = 1.0) -> None:
     """Print each service's tables, as each participant reports its own database.
 
-    Exit 1 when a participant does not answer.
+    Exit 1 when a participant does not answer. --watch redraws them in place, changed rows highlighted.
 
     Example: sagactl state --json
     """
     urls = Supervisor(state_dir(state)).nats_urls(nats_url)
+    if watch:
+        return live.watch(lambda: run_async(_state(urls)), lambda tables: out.print(render_state(tables)), interval, json)
     tables = run_async(_state(urls))
     if json:
         print_json(tables)
