@@ -45,7 +45,7 @@ def run(
         _print_report(report)
     if report.state_dir:
         err.print(f"kept running: sagactl status --state-dir {report.state_dir}   "
-                  f"(stop: sagactl down --purge --state-dir {report.state_dir})")
+                  f"(stop: sagactl down --state-dir {report.state_dir})")
     if not report.passed:
         raise typer.Exit(int(ExitCode.FAILED))
 
@@ -66,7 +66,7 @@ def _console_observer(plan: Scenario, show_events: bool) -> Observer:
         phase=lambda text: err.print(f"[dim]{text}[/]"),
         step_started=started,
         step_done=done,
-        event=(lambda body: out.print(event_line(body))) if show_events else (lambda _: None),
+        event=(lambda body, subject: out.print(event_line(body, subject=subject))) if show_events else (lambda *_: None),
     )
 
 

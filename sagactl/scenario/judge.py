@@ -39,6 +39,7 @@ class Evidence:
     """What one `expect` block is judged against; each source is read at most once."""
 
     client: SagaClient
+    urls: list[str]
     participants: list[str]
     named: dict[str, list[int]]
     groups: set[str] = field(default_factory=set)
@@ -52,7 +53,7 @@ class Evidence:
 
     async def history(self) -> list[dict[str, Any]]:
         if self._history is None:
-            self._history = await read_history(self.client)
+            self._history = await read_history(self.urls)
         return self._history
 
     def sale_ids(self, ref: SaleRef) -> list[int]:

@@ -96,7 +96,7 @@ class Observer:
     phase: Callable[[str], None] = _ignore
     step_started: Callable[[int, int, Step], None] = _ignore
     step_done: Callable[[StepResult], None] = _ignore
-    event: Callable[[dict[str, Any]], None] = _ignore
+    event: Callable[[dict[str, Any], str], None] = _ignore  # body (or {"raw": text}), subject
 
 
 def run_scenario(scenario: Scenario, observer: Observer | None = None, keep: bool = False) -> Report:
@@ -119,7 +119,7 @@ def run_scenario(scenario: Scenario, observer: Observer | None = None, keep: boo
 async def _play(scenario: Scenario, system: ScenarioSystem, urls: list[str], observer: Observer) -> Report:
     client = await SagaClient.connect(urls, name="sagactl-run", reconnect_forever=True)
     try:
-        return await _Play(scenario, system, client, observer).run()
+        return await _Play(scenario, system, client, urls, observer).run()
     finally:
         try:
             await client.close()
@@ -135,10 +135,12 @@ class _Outcome:
 
 
 class _Play:
-    def __init__(self, scenario: Scenario, system: ScenarioSystem, client: SagaClient, observer: Observer) -> None:
+    def __init__(self, scenario: Scenario, system: ScenarioSystem, client: SagaClient, urls: list[str],
+                 observer: Observer) -> None:
         self.scenario = scenario
         self.system = system
         self.client = client
+        self.urls = urls
         self.observer = observer
         self.tracker = SaleTracker(client, observer.event)
         self.report = Report(scenario.name)
@@ -146,7 +148,7 @@ class _Play:
         self.submitted: list[int] = []
 
     def evidence(self, state: dict[str, Any] | None = None) -> Evidence:
-        return Evidence(self.client, self.system.participants, self.named, self.scenario.group_names, state)
+        return Evidence(self.client, self.urls, self.system.participants, self.named, self.scenario.group_names, state)
 
     async def run(self) -> Report:
         await self.tracker.start()
@@ -274,7 +276,7 @@ class _Play:
         if step.copy_of:
             assert step.copy_type is not None
             sale_id = self.named[step.copy_of][0]
-            original = next((b for b in await read_history(self.client)
+            original = next((b for b in await read_history(self.urls)
                              if b.get("sale_id") == sale_id and b.get("type") == step.copy_type), None)
             if original is None:
                 return _Outcome(False, f"sale {sale_id} has no {step.copy_type} on the stream to copy")

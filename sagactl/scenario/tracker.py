@@ -10,31 +10,30 @@ import asyncio
 import time
 from typing import Any, Callable
 
-import nats.errors
 import orjson
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from participants.contract import CANCELED_SALE, FINALIZED_SALE, STREAM, STREAM_SUBJECTS
+from participants.contract import CANCELED_SALE, FINALIZED_SALE, STREAM_SUBJECTS
 from sagactl.client import SagaClient
 from sagactl.errors import SagactlError
+from sagactl.stream_reader import StreamReader
 
 POLL_S = 1.0
-HISTORY_BATCH = 512
 
 Outcome = tuple[str, str | None]  # status, reason
 
 
-def event_body(data: bytes, subject: str) -> dict[str, Any]:
+def event_body(data: bytes) -> dict[str, Any]:
+    """The body as published; `{"raw": text}` for one that is not a JSON object."""
     try:
         body = orjson.loads(data)
     except orjson.JSONDecodeError:
-        return {"type": "(not JSON)", "subject": subject}
-    return body if isinstance(body, dict) else {"type": "(not an object)", "subject": subject}
+        body = None
+    return body if isinstance(body, dict) else {"raw": data.decode(errors="replace")}
 
 
 class SaleTracker:
-    def __init__(self, client: SagaClient, on_event: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(self, client: SagaClient, on_event: Callable[[dict[str, Any], str], None]) -> None:
         self.client = client
         self.on_event = on_event
         self.outcomes: dict[int, Outcome] = {}
@@ -48,9 +47,9 @@ class SaleTracker:
         self._last_poll = time.monotonic()
 
     async def _deliver(self, msg: Msg) -> None:
-        body = event_body(msg.data, msg.subject)
+        body = event_body(msg.data)
         self.events_seen += 1
-        self.on_event(body)
+        self.on_event(body, msg.subject)
         if body.get("type") in (FINALIZED_SALE, CANCELED_SALE) and isinstance(body.get("sale_id"), int):
             status = "FINALIZED" if body["type"] == FINALIZED_SALE else "CANCELED"
             self.outcomes[body["sale_id"]] = (status, body.get("reason"))
@@ -94,27 +93,11 @@ class SaleTracker:
                     pass
 
 
-async def read_history(client: SagaClient) -> list[dict[str, Any]]:
-    """Every event on the SAGA stream, in order, read by a throwaway consumer (acks nothing)."""
-    js = client.nc.jetstream()
-    info = await js.stream_info(STREAM)
-    last = info.state.last_seq
-    if not info.state.messages:
-        return []
-    config = ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=30.0,
-                            mem_storage=True)
-    subscription = await js.pull_subscribe(STREAM_SUBJECTS[0], stream=STREAM, config=config)
-    bodies: list[dict[str, Any]] = []
+async def read_history(urls: list[str]) -> list[dict[str, Any]]:
+    """Every event on the SAGA stream, in order (a reader of its own that acks nothing)."""
+    reader = await StreamReader.open(urls, name="sagactl-run")
     try:
-        seen = 0
-        while seen < last:
-            try:
-                msgs = await subscription.fetch(HISTORY_BATCH, timeout=2.0)
-            except nats.errors.TimeoutError:
-                break  # the rest was purged or is not there: return what we have
-            for msg in msgs:
-                seen = msg.metadata.sequence.stream
-                bodies.append(event_body(msg.data, msg.subject))
+        await reader.bounds()
+        return [event.body or {"raw": event.data.decode(errors="replace")} async for event in reader.read(follow=False)]
     finally:
-        await subscription.unsubscribe()
-    return bodies
+        await reader.close()
