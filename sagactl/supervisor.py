@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from participants.runtime.broker import redact
 from participants.runtime.loader import BUILT_IN
 from sagactl.errors import Unavailable, UsageError
 from sagactl.statedir import StateDir
@@ -46,6 +45,9 @@ def nats_server_binary() -> str:
 
 
 def nats_config_file() -> Path:
+    override = os.environ.get("SAGACTL_NATS_CONFIG")  # `sagactl bench --fsync` writes its own
+    if override:
+        return Path(override)
     packaged = resources.files("sagactl") / "nats.conf"
     if packaged.is_file():
         return Path(str(packaged))
@@ -269,7 +271,9 @@ class Supervisor:
                     continue
                 log_file = self.state.log_file(name, replica)
                 offset = log_file.stat().st_size if log_file.exists() else 0
-                process = self.start_participant(name, reference, replica, urls, (extra_env or {}).get(name))
+                # Every process learns how many share its durable consumer (SAGACTL_REPLICAS).
+                env = {"SAGACTL_REPLICAS": str(int(counts.get(name, 1))), **(extra_env or {}).get(name, {})}
+                process = self.start_participant(name, reference, replica, urls, env)
                 started.append((name, replica, process, offset))
         self.wait_ready(started)
         return urls
@@ -312,6 +316,8 @@ class Supervisor:
         return stopped
 
     def describe_url(self, urls: list[str]) -> str:
+        from participants.runtime.broker import redact
+
         return ",".join(redact(u) for u in urls)
 
 

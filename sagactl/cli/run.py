@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json as json_text  # `json` is the name of the --json option
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.rule import Rule
-from rich.table import Table
 
 from sagactl.cli.common import err, handle_errors, out, print_json
 from sagactl.errors import ExitCode
-from sagactl.scenario import loader
-from sagactl.scenario.model import Scenario, Step
-from sagactl.scenario.runner import Observer, Report, StepResult, run_scenario
-from sagactl.views.events import event_line
-from sagactl.views.tables import render_state
+
+if TYPE_CHECKING:  # imported by the command itself, so `sagactl --help` stays fast
+    from sagactl.scenario.model import Scenario, Step
+    from sagactl.scenario.runner import Observer, Report, StepResult
 
 MAX_ROWS_SHOWN = 12  # per table; a load scenario's sales table has hundreds
 
@@ -37,6 +34,9 @@ def run(
 
     Example: sagactl run success
     """
+    from sagactl.scenario import loader
+    from sagactl.scenario.runner import Observer, run_scenario
+
     plan = loader.load(loader.resolve(scenario))
     report = run_scenario(plan, Observer() if json else _console_observer(plan, events), keep=keep)
     if json:
@@ -51,6 +51,11 @@ def run(
 
 
 def _console_observer(plan: Scenario, show_events: bool) -> Observer:
+    from rich.rule import Rule
+
+    from sagactl.scenario.runner import Observer
+    from sagactl.views.events import event_line
+
     out.print(Rule(f"scenario {plan.name}"))
     if plan.description:
         out.print(plan.description)
@@ -71,6 +76,11 @@ def _console_observer(plan: Scenario, show_events: bool) -> Observer:
 
 
 def _print_report(report: Report) -> None:
+    from rich.rule import Rule
+    from rich.table import Table
+
+    from sagactl.views.tables import render_state
+
     out.print(Rule("before"))
     out.print(render_state(_shortened(report.before)))
     out.print(Rule("after"))

@@ -6,11 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from sagactl.cli.common import JsonOption, handle_errors, out, print_json
 from sagactl.errors import UsageError
-from sagactl.scenario import loader
 
 app = typer.Typer(help="List the shipped scenarios; check a scenario file without running it.", no_args_is_help=True)
 
@@ -26,6 +24,10 @@ def list_(json: JsonOption = False) -> None:
 
     Example: sagactl scenario list
     """
+    from rich.table import Table
+
+    from sagactl.scenario import loader
+
     rows = []
     for stem, path in loader.shipped_scenarios().items():
         scenario = loader.load(path)
@@ -50,6 +52,8 @@ def validate(
 
     Example: sagactl scenario validate scenarios/fault.yaml
     """
+    from sagactl.scenario import loader
+
     invalid = []
     for file in files:
         try:
