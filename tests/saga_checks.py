@@ -14,6 +14,7 @@ from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 
 from participants.contract import STREAM, parse_sale
+from sagactl.check import run_checks
 from sagactl.client import Outcome, SagaClient
 
 
@@ -69,10 +70,13 @@ async def stream_events(client: SagaClient) -> list[dict[str, Any]]:
 
 
 async def assert_conserved(client: SagaClient) -> dict[str, Any]:
-    """The invariants of `sagactl check`, for a system whose sales are all terminal.
+    """`sagactl check` passes, for a system whose sales are all terminal.
 
-    Returns totals (sales by status, events, units sold) for the caller to report.
+    Runs `sagactl check` (run_checks) first, then checks the same from the tables and the
+    stream directly. Returns totals (sales by status, events, units sold) for the caller to report.
     """
+    report = await run_checks(client)
+    assert report.passed, f"sagactl check: {report.as_json()['violations']}"
     tables = await client.state(["sale", "inventory", "payment"])
     assert all(t is not None for t in tables.values()), f"a participant did not answer: {tables}"
     sales = tables["sale"]["sales"]  # type: ignore[index]

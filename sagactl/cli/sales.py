@@ -111,11 +111,11 @@ def state(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: Js
 
 
 async def _state(urls: list[str]) -> dict[str, Any]:
+    from participants.runtime.loader import BUILT_IN
     from sagactl.client import SagaClient
-    from sagactl.scenario.runner import PARTICIPANTS
 
     client = await SagaClient.connect(urls)
     try:
-        return await client.state(PARTICIPANTS)
+        return await client.state(list(BUILT_IN))
     finally:
         await client.close()
