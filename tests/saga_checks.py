@@ -4,6 +4,7 @@ nothing was lost, doubled or oversold, from the participants' own answers and th
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
@@ -14,8 +15,9 @@ from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 
 from participants.contract import STREAM, parse_sale
-from sagactl.check import run_checks
+from sagactl.check import CheckReport, run_checks
 from sagactl.client import Outcome, SagaClient
+from sagactl.errors import Unavailable
 
 
 @dataclass(frozen=True)
@@ -69,13 +71,26 @@ async def stream_events(client: SagaClient) -> list[dict[str, Any]]:
     return [orjson.loads(m.data) for m in await stream_messages(client) if m.data]
 
 
+async def checked(client: SagaClient, timeout: float = 30.0) -> CheckReport:
+    """`run_checks`, asked again while the streams cannot be read (a cluster still electing the
+    leader of a stream or consumer it reads answers with timeouts meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await run_checks(client)
+        except Unavailable:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
 async def assert_conserved(client: SagaClient) -> dict[str, Any]:
     """`sagactl check` passes, for a system whose sales are all terminal.
 
     Runs `sagactl check` (run_checks) first, then checks the same from the tables and the
     stream directly. Returns totals (sales by status, events, units sold) for the caller to report.
     """
-    report = await run_checks(client)
+    report = await checked(client)
     assert report.passed, f"sagactl check: {report.as_json()['violations']}"
     tables = await client.state(["sale", "inventory", "payment"])
     assert all(t is not None for t in tables.values()), f"a participant did not answer: {tables}"
