@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from participants.runtime.loader import BUILT_IN
-from sagactl.connection import CONNECTION_FILE_VARIABLES, check_reachable
+from sagactl.connection import CONNECTION_FILE_VARIABLES
 from sagactl.errors import Unavailable, UsageError
 from sagactl.statedir import StateDir
 
@@ -281,7 +281,6 @@ class Supervisor:
         system = self.state.load_system()
         if nats_url:
             urls = self.nats_urls(nats_url)
-            check_reachable(urls)
             system.update(nats_url=",".join(urls), embedded=False)
             self.state.save_system(system)
         elif cluster or system.get("cluster"):

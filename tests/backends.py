@@ -11,9 +11,10 @@ and dropped after it. Without the URL those tests are skipped with the reason, u
 from __future__ import annotations
 
 import os
+import sqlite3
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -101,3 +102,33 @@ def db_urls(backend: SqliteBackend | PostgresBackend, participants: list[str]) -
     if backend.name == "sqlite":
         return {}
     return {name: backend.url(name) for name in participants}
+
+
+def refuse_inserts(backend: SqliteBackend | PostgresBackend, state_root: Path, participant: str, table: str,
+                   message: str) -> Callable[[], None]:
+    """Make a participant's database refuse new rows of `table` with `message` (a trigger, as an
+    operator's mistake would); return the function that lifts it. `state_root`: where a system's
+    SQLite files live (the supervisor's default, used on the SQLite backend)."""
+    if backend.name == "sqlite":
+        connection = sqlite3.connect(state_root / f"{participant}.db", isolation_level=None)
+        connection.execute(f"CREATE TRIGGER frozen BEFORE INSERT ON {table} BEGIN SELECT RAISE(ABORT, '{message}'); END")
+
+        def lift_sqlite() -> None:
+            connection.execute("DROP TRIGGER frozen")
+            connection.close()
+
+        return lift_sqlite
+    import psycopg
+
+    from sqlalchemy.engine import make_url
+
+    url = make_url(backend.url(participant)).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(f"CREATE FUNCTION frozen() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION '{message}'; END $$ LANGUAGE plpgsql")
+        connection.execute(f"CREATE TRIGGER frozen BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION frozen()")
+
+    def lift_postgres() -> None:
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(f"DROP TRIGGER frozen ON {table}")
+
+    return lift_postgres

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from typing import Any
 
 import orjson
 from typer.testing import CliRunner
 
+from backends import PostgresBackend, SqliteBackend, refuse_inserts
 from participants.contract import FAILED_PAYMENT, new_event, parse_sale
 from sagactl.cli.main import app
 from sagactl.deadletters import list_dead_letters
@@ -79,10 +79,12 @@ async def test_poison_is_listed_by_status_and_check_and_purged(fast_system: Supe
     assert final.exit_code == 0, final.output
 
 
-async def test_a_dead_letter_replayed_after_the_fix_completes_its_saga(fast_system: Supervisor) -> None:
+Backend = SqliteBackend | PostgresBackend
+
+
+async def test_a_dead_letter_replayed_after_the_fix_completes_its_saga(fast_system: Supervisor, db_backend: Backend) -> None:
     # The fault: payment's database refuses new payment rows, so its handler fails on every delivery.
-    payment_db = sqlite3.connect(fast_system.state.root / "payment.db", isolation_level=None)
-    payment_db.execute("CREATE TRIGGER frozen BEFORE INSERT ON payments BEGIN SELECT RAISE(ABORT, 'payments are frozen'); END")
+    unfreeze = refuse_inserts(db_backend, fast_system.state.root, "payment", "payments", "payments are frozen")
     client = await connect(fast_system)
     try:
         sale_id = await client.submit(parse_sale(1, 1, "20.00", 2))
@@ -103,7 +105,7 @@ async def test_a_dead_letter_replayed_after_the_fix_completes_its_saga(fast_syst
         table = await cli(fast_system, "check", "--stuck-after", "0")
         assert "stuck" in table.stdout and "dead-letter" in table.stdout and "check: failed" in table.stderr
 
-        payment_db.execute("DROP TRIGGER frozen")
+        unfreeze()
         replayed = await cli(fast_system, "deadletters", "replay", "--all")
         assert replayed.exit_code == 0 and "replayed 1" in replayed.stderr, replayed.output
         rows = await settle(client, [sale_id])
@@ -112,7 +114,6 @@ async def test_a_dead_letter_replayed_after_the_fix_completes_its_saga(fast_syst
         report = await checked(client, stuck_after=0)
         record("payment handler failing until fixed, then replayed", 1, rows, report)
     finally:
-        payment_db.close()
         await client.close()
 
 

@@ -10,7 +10,7 @@ from sagactl.cli.common import (
     CredsOption, IntervalOption, JsonOption, NatsUrlOption, StateDirOption, TlsCaOption, WatchOption, err, handle_errors,
     out, print_json, run_async, state_dir,
 )
-from sagactl.connection import parse_db_urls, use_connection_files
+from sagactl.connection import check_reachable, parse_db_urls, use_connection_files
 from sagactl.errors import ExitCode, Unavailable, UsageError
 from sagactl.supervisor import Supervisor, parse_replicas
 
@@ -40,6 +40,8 @@ def up(
         raise UsageError("--cluster starts embedded servers; it cannot be combined with --nats-url")
     use_connection_files(creds, tls_ca)
     supervisor = Supervisor(state_dir(state))
+    if nats_url:  # a wrong URL, credential or CA fails here in one line, before anything starts
+        check_reachable(supervisor.nats_urls(nats_url))
     with err.status("starting NATS and the participants…"):
         urls = supervisor.up(nats_url, replicas=parse_replicas(replicas), db_urls=parse_db_urls(db_url), cluster=cluster)
     running = [f"{p.name}" + (f"-{p.replica}" if p.replica > 1 else "") for p in supervisor.processes() if p.running]
