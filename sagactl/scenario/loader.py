@@ -153,7 +153,7 @@ class _Builder:
         result: dict[str, ParticipantSettings] = {}
         for name, (key_node, value_node) in (self.r.mapping(node, "participants") or {}).items():
             where = f"participants.{name}"
-            keys = self.r.mapping(value_node, where, ("replicas", "faults", "module"))
+            keys = self.r.mapping(value_node, where, ("replicas", "faults", "module", "ack_wait"))
             if keys is None:
                 continue
             replicas = self.r.integer(keys["replicas"][1], f"{where}.replicas", minimum=1) if "replicas" in keys else 1
@@ -172,7 +172,8 @@ class _Builder:
                 self.names.pending_participant(str(name), key_node)
             else:
                 self.names.add_participant(str(name))
-            result[str(name)] = ParticipantSettings(replicas or 1, fail_rate, delay_ms, crash, module)
+            ack_wait = self.r.number(keys["ack_wait"][1], f"{where}.ack_wait", 0.5, 3600) if "ack_wait" in keys else None
+            result[str(name)] = ParticipantSettings(replicas or 1, fail_rate, delay_ms, crash, module, ack_wait)
         return result
 
     def _crash(self, node: Node, where: str) -> Crash | None:

@@ -51,6 +51,7 @@ class ParticipantSettings:
     delay_ms: float = 0.0  # extra handling time per event
     crash: Crash | None = None  # armed in the participant's first process only
     module: str | None = None  # MODULE:OBJECT to run under this name instead of the built-in
+    ack_wait_s: float | None = None  # seconds before an unacked event is delivered again (SAGACTL_ACK_WAIT)
 
 
 # -- expectations ---------------------------------------------------------------------------

@@ -30,6 +30,8 @@ def fault_env(settings: ParticipantSettings, first_start: bool) -> dict[str, str
         env[DELAY_MS_ENV] = f"{settings.delay_ms:g}"
     if settings.crash and first_start:
         env[CRASH_POINT_ENV] = settings.crash.spec
+    if settings.ack_wait_s:
+        env["SAGACTL_ACK_WAIT"] = f"{settings.ack_wait_s:g}"
     return env
 
 
