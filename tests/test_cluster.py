@@ -159,3 +159,16 @@ async def wait_for_leader(client: SagaClient, other_than: str, timeout: float = 
             pass
         await asyncio.sleep(0.1)
     raise AssertionError(f"no new stream leader within {timeout}s")
+
+
+def test_a_scenario_kills_the_leader_only_of_a_cluster(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`kill_nats_leader` needs `cluster:`; the shipped cluster-leader-failover scenario runs in
+    tests/test_scenarios.py with the other shipped ones."""
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("steps:\n  - kill_nats_leader\n")
+    result = runner.invoke(app, ["scenario", "validate", str(plain)])
+    assert result.exit_code == 2 and "plain.yaml:2: kill_nats_leader: needs `cluster: N`" in result.stderr, result.output
+    too_big = tmp_path / "big.yaml"
+    too_big.write_text("cluster: 9\nsteps:\n  - kill_nats_leader\n")
+    result = runner.invoke(app, ["scenario", "validate", str(too_big)])
+    assert result.exit_code == 2 and "cluster: expected 2 to 5 nodes" in result.stderr, result.output

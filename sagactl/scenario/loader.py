@@ -20,6 +20,7 @@ from sagactl.scenario.model import (
     BUILT_IN_PARTICIPANTS,
     Crash,
     Expectations,
+    KillNatsLeaderStep,
     ParticipantSettings,
     Scenario,
     Setup,
@@ -29,7 +30,7 @@ from sagactl.scenario.names import Names
 from sagactl.scenario.steps import read_steps
 from sagactl.scenario.yamlnodes import Problems, Reader, compose
 
-TOP_KEYS = ("name", "description", "setup", "participants", "steps", "expect")
+TOP_KEYS = ("name", "description", "cluster", "setup", "participants", "steps", "expect")
 
 
 class ScenarioInvalid(UsageError):
@@ -98,9 +99,15 @@ class _Builder:
         participants = self._participants(top["participants"][1]) if "participants" in top else {}
         steps = read_steps(self.r, self.names, top["steps"][1]) if "steps" in top else []
         expect = read_expectations(self.r, self.names, top["expect"][1], "expect") if "expect" in top else Expectations()
+        cluster = self.r.integer(top["cluster"][1], "cluster", minimum=2) if "cluster" in top else None
+        if cluster is not None and cluster > 5:
+            self.r.problems.add(top["cluster"][1], "cluster", "expected 2 to 5 nodes")
+        for step in steps:
+            if isinstance(step, KillNatsLeaderStep) and cluster is None:
+                self.r.problems.add(step.line, "kill_nats_leader", "needs `cluster: N` at the top of the file")
         self.names.check_pending()
         return Scenario(name or default_name, (description or "").strip(), tuple(steps), expect, setup,
-                        participants, self.source)
+                        participants, self.source, cluster)
 
     # -- setup and participants ---------------------------------------------------------------
     def _setup(self, node: Node) -> Setup:

@@ -174,6 +174,12 @@ class StartNatsStep(StepBase):
 
 
 @dataclass(frozen=True, kw_only=True)
+class KillNatsLeaderStep(StepBase):
+    def summary(self) -> str:
+        return "kill the cluster node leading the SAGA stream (SIGKILL)"
+
+
+@dataclass(frozen=True, kw_only=True)
 class PublishStep(StepBase):
     """A raw body on a subject, or a copy of an event a named sale already has on the stream."""
 
@@ -207,7 +213,7 @@ class ExpectStep(StepBase):
 
 
 Step = (SubmitStep | WaitStep | WaitExitStep | KillStep | RestartStep | StartStep | StopNatsStep | StartNatsStep
-        | PublishStep | SleepStep | ExpectStep)
+        | KillNatsLeaderStep | PublishStep | SleepStep | ExpectStep)
 
 
 @dataclass(frozen=True)
@@ -219,6 +225,7 @@ class Scenario:
     setup: Setup = field(default_factory=Setup)
     participants: dict[str, ParticipantSettings] = field(default_factory=dict)
     source: str = ""
+    cluster: int | None = None  # nodes of an embedded JetStream cluster instead of one server
 
     @property
     def group_names(self) -> set[str]:

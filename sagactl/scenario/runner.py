@@ -27,6 +27,7 @@ from sagactl.scenario.model import (
     RestartStep,
     Scenario,
     SleepStep,
+    KillNatsLeaderStep,
     StartNatsStep,
     StartStep,
     Step,
@@ -213,6 +214,8 @@ class _Play:
             return _Outcome(True, "nats-server killed")
         if isinstance(step, StartNatsStep):
             return await self._start_nats()
+        if isinstance(step, KillNatsLeaderStep):
+            return _Outcome(True, f"{await self.system.kill_nats_leader(self.client.nc.jetstream())} killed")
         if isinstance(step, PublishStep):
             return await self._publish(step)
         if isinstance(step, SleepStep):

@@ -8,6 +8,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from participants.contract import SUBJECT_ROOT, ContractError, parse_sale
 from sagactl.scenario.expectations import read_expectations
 from sagactl.scenario.model import (
+    KillNatsLeaderStep,
     TERMINAL_STATUSES,
     ExpectStep,
     KillStep,
@@ -35,11 +36,12 @@ STEP_OPTIONS: dict[str, tuple[str, ...]] = {
     "start": (),
     "stop_nats": (),
     "start_nats": (),
+    "kill_nats_leader": (),
     "publish": (),
     "sleep": (),
     "expect": ("within",),
 }
-BARE_ACTIONS = ("stop_nats", "start_nats")
+BARE_ACTIONS = ("stop_nats", "start_nats", "kill_nats_leader")
 SALE_FIELDS = ("product_id", "user_id", "value", "quantity")
 DEFAULT_TIMEOUT_S = 10.0
 
@@ -62,7 +64,7 @@ class _StepReader:
     def step(self, node: Node, where: str) -> Step | None:
         line = line_of(node)
         if isinstance(node, ScalarNode) and node.value in BARE_ACTIONS:
-            return StopNatsStep(line=line) if node.value == "stop_nats" else StartNatsStep(line=line)
+            return {"stop_nats": StopNatsStep, "start_nats": StartNatsStep, "kill_nats_leader": KillNatsLeaderStep}[node.value](line=line)
         keys = self.r.mapping(node, where)
         if keys is None:
             return None
@@ -142,6 +144,9 @@ class _StepReader:
 
     def _step_start_nats(self, node: Node, options: dict[str, Node], where: str, line: int) -> Step | None:
         return StartNatsStep(line=line)
+
+    def _step_kill_nats_leader(self, node: Node, options: dict[str, Node], where: str, line: int) -> Step | None:
+        return KillNatsLeaderStep(line=line)
 
     def _step_sleep(self, node: Node, options: dict[str, Node], where: str, line: int) -> Step | None:
         seconds = self.r.number(node, where, 0.0, 600.0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from typing import Any
 
 from participants.runtime.faults import DELAY_MS_ENV, FAIL_RATE_ENV
 from participants.runtime.loader import BUILT_IN
@@ -66,6 +67,7 @@ class ScenarioSystem:
             participants=self.references,
             replicas={name: self.replicas(name) for name in self.references},
             extra_env={name: fault_env(self.settings(name), first_start=True) for name in self.references},
+            cluster=self.scenario.cluster,
         )
 
     def add(self, name: str, reference: str) -> None:
@@ -90,6 +92,12 @@ class ScenarioSystem:
     def running(self, name: str) -> list[int]:
         """The replicas of `name` whose process is alive."""
         return [n for n in range(1, self.replicas(name) + 1) if pid_alive(read_pid(self.state.pid_file(name, n)))]
+
+    async def kill_nats_leader(self, js: Any) -> str:
+        """SIGKILL the cluster node that leads the SAGA stream; its server name."""
+        from sagactl.cluster import EmbeddedCluster
+
+        return (await EmbeddedCluster(self.state).kill_stream_leader(js)).server_name
 
     def stop_nats(self) -> None:
         self.supervisor.stop_nats(kill=True)
