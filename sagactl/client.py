@@ -17,16 +17,24 @@ from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 
 from participants.contract import (
     CANCELED_SALE,
+    DISCOVER_SUBJECT,
     FINALIZED_SALE,
+    SUBJECTS,
     TERMINAL_TYPES,
+    ContractError,
     Sale,
     control_subject,
+    register_event_type,
     subject_for,
 )
 from participants.runtime import broker
+from participants.runtime.loader import BUILT_IN
 from sagactl.errors import SagactlError, Unavailable
 
 REQUEST_TIMEOUT_S = 5.0
+# How long `participants()` collects answers: every replica answers within milliseconds unless it
+# is busy with a batch, and nobody can say how many will answer.
+DISCOVER_WINDOW_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,41 @@ class SagaClient:
     def outcome(self, sale_id: int) -> Outcome | None:
         return self._outcomes.get(sale_id)
 
+    # -- discovery -------------------------------------------------------------------------
+    async def participants(self, window: float = DISCOVER_WINDOW_S) -> list[dict[str, Any]]:
+        """Every running participant replica, as each describes itself, from any machine.
+
+        Event types a participant registered (a fourth participant's own) are learned too, so
+        this process can name and parse events from modules it never imported.
+        """
+        answers: list[dict[str, Any]] = []
+
+        async def collect(msg: Msg) -> None:
+            try:
+                answer = orjson.loads(msg.data)
+            except orjson.JSONDecodeError:
+                return
+            if isinstance(answer, dict) and isinstance(answer.get("participant"), str):
+                answers.append(answer)
+
+        inbox = self.nc.new_inbox()
+        subscription = await self.nc.subscribe(inbox, cb=collect)
+        try:
+            await self.nc.publish(DISCOVER_SUBJECT, b"{}", reply=inbox)
+            await asyncio.sleep(window)  # a collection window, not a synchronisation
+        finally:
+            await subscription.unsubscribe()
+        for answer in answers:
+            learn_event_types(answer.get("event_types") or {})
+        return sorted(answers, key=lambda a: (participant_order(a["participant"]), a.get("replica", 1)))
+
+    async def participant_names(self, expected: list[str] | None = None, window: float = DISCOVER_WINDOW_S) -> list[str]:
+        """The participants to show: those that answered, plus those expected (the built-ins and
+        whatever this state dir started), so one that is down still shows as not answering."""
+        found = {a["participant"] for a in await self.participants(window)}
+        wanted = found | set(expected if expected is not None else BUILT_IN)
+        return sorted(wanted, key=participant_order)
+
     # -- state ---------------------------------------------------------------------------
     async def state(self, participants: list[str], timeout: float = REQUEST_TIMEOUT_S) -> dict[str, dict[str, Any] | None]:
         """Each participant's tables as it reports them; None for one that did not answer."""
@@ -154,3 +197,20 @@ class SagaClient:
 
         answers = await asyncio.gather(*(one(name) for name in participants))
         return dict(zip(participants, answers))
+
+
+def participant_order(name: str) -> tuple[int, str]:
+    """The built-ins first, in the saga's order (sale, inventory, payment), then the rest by name."""
+    built_in = list(BUILT_IN)
+    return (built_in.index(name), "") if name in built_in else (len(built_in), name)
+
+
+def learn_event_types(event_types: dict[str, str]) -> None:
+    """Register event types another process declared; a conflicting one is ignored, not fatal."""
+    for event_type, subject in event_types.items():
+        if event_type in SUBJECTS:
+            continue
+        try:
+            register_event_type(str(event_type), str(subject))
+        except ContractError:
+            continue

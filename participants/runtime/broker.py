@@ -139,13 +139,22 @@ async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
 
 
 def consumer_config(
-    durable: str, subjects: list[str], max_deliver: int, ack_wait_s: float, max_ack_pending: int = 4096
+    durable: str,
+    subjects: list[str],
+    max_deliver: int,
+    ack_wait_s: float,
+    max_ack_pending: int = 4096,
+    only_new: bool = False,
 ) -> ConsumerConfig:
-    """A participant's durable pull consumer, filtered to the events it handles."""
+    """A participant's durable pull consumer, filtered to the events it handles.
+
+    The policy only matters when the consumer is first created: a participant that joins a
+    running system replays the stream's history (ALL) unless it asked for new events only.
+    """
     return ConsumerConfig(
         durable_name=durable,
         name=durable,
-        deliver_policy=DeliverPolicy.ALL,
+        deliver_policy=DeliverPolicy.NEW if only_new else DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=ack_wait_s,
         # One more than the runtime's own limit: the runtime dead-letters on its last delivery,

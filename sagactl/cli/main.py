@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from sagactl import __version__
-from sagactl.cli import run, sales, system
+from sagactl.cli import participant, run, sales, system
 
 app = typer.Typer(
     name="sagactl",
@@ -18,6 +18,7 @@ app = typer.Typer(
 system.register(app)
 sales.register(app)
 run.register(app)
+participant.register(app)
 
 
 def _version(value: bool) -> None:

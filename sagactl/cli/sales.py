@@ -10,7 +10,6 @@ from participants.contract import ContractError, Sale, parse_sale
 from sagactl.cli.common import JsonOption, NatsUrlOption, StateDirOption, out, handle_errors, print_json, run_async, state_dir
 from sagactl.client import SagaClient
 from sagactl.errors import ExitCode, UsageError
-from sagactl.scenario.runner import PARTICIPANTS
 from sagactl.supervisor import Supervisor
 from sagactl.views.tables import render_state
 
@@ -76,14 +75,16 @@ async def _submit(urls: list[str], sale: Sale, wait: bool, timeout: float) -> di
 
 
 def state(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: JsonOption = False) -> None:
-    """Print each service's tables, as each participant reports its own database.
+    """Print each participant's tables, as each reports its own database.
 
-    Exit 1 when a participant does not answer.
+    Shows the built-ins, every participant this state dir started (`up --with`) and every other
+    one that answers discovery on NATS. Exit 1 when one of them does not answer.
 
     Example: sagactl state --json
     """
-    urls = Supervisor(state_dir(state)).nats_urls(nats_url)
-    tables = run_async(_state(urls))
+    supervisor = Supervisor(state_dir(state))
+    urls = supervisor.nats_urls(nats_url)
+    tables = run_async(_state(urls, supervisor.expected_participants()))
     if json:
         print_json(tables)
     else:
@@ -92,9 +93,9 @@ def state(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: Js
         raise typer.Exit(int(ExitCode.FAILED))
 
 
-async def _state(urls: list[str]) -> dict[str, Any]:
+async def _state(urls: list[str], expected: list[str]) -> dict[str, Any]:
     client = await SagaClient.connect(urls)
     try:
-        return await client.state(PARTICIPANTS)
+        return await client.state(await client.participant_names(expected))
     finally:
         await client.close()

@@ -12,7 +12,8 @@ from participants.contract import DEAD_LETTER_STREAM, STREAM
 from participants.runtime import broker
 from sagactl.cli.common import JsonOption, NatsUrlOption, StateDirOption, err, handle_errors, out, print_json, run_async, state_dir
 from sagactl.errors import ExitCode, Unavailable
-from sagactl.supervisor import Supervisor, parse_replicas
+from participants.runtime.loader import BUILT_IN
+from sagactl.supervisor import Supervisor, parse_replicas, parse_with
 
 
 def register(app: typer.Typer) -> None:
@@ -25,16 +26,19 @@ def up(
     state: StateDirOption = None,
     nats_url: NatsUrlOption = None,
     replicas: Annotated[list[str], typer.Option("--replicas", help="Processes of one participant, e.g. inventory=3 (repeatable).")] = [],
+    with_: Annotated[list[str], typer.Option("--with", help="Also run your own participant, MODULE:OBJECT (repeatable); it joins a running system live.")] = [],
 ) -> None:
     """Start NATS (embedded unless --nats-url) and the three participants; return when all are ready.
 
-    Running it again starts only what is missing, so it also restarts a participant that died.
+    Running it again starts only what is missing, so it also restarts a participant that died,
+    and `up --with MODULE:OBJECT` adds a participant to a running system without touching the others.
 
-    Example: sagactl up && sagactl submit --product-id 1 --user-id 1 --value 20.00 --quantity 2 --wait
+    Example: sagactl up --with examples.shipping:participant
     """
     supervisor = Supervisor(state_dir(state))
+    extra = parse_with(with_)
     with err.status("starting NATS and the participants…"):
-        urls = supervisor.up(nats_url, replicas=parse_replicas(replicas))
+        urls = supervisor.up(nats_url, participants={**BUILT_IN, **extra}, replicas=parse_replicas(replicas))
     running = [f"{p.name}" + (f"-{p.replica}" if p.replica > 1 else "") for p in supervisor.processes() if p.running]
     err.print(f"up: NATS {supervisor.describe_url(urls)}; running: {', '.join(running)}; state in {supervisor.state.root}")
 

@@ -15,7 +15,6 @@ from participants.contract import STREAM_SUBJECTS
 from sagactl.client import Outcome, SagaClient
 from sagactl.scenario.model import Scenario, SubmitStep, WaitStep
 
-PARTICIPANTS = ["sale", "inventory", "payment"]
 
 
 @dataclass
@@ -71,7 +70,7 @@ async def play(
     started = time.monotonic()
     report = Report(scenario.name)
     await client.watch_terminal()
-    report.before = await client.state(PARTICIPANTS)
+    report.before = await client.state(await client.participant_names())
     named: dict[str, int] = {}
     submitted: list[int] = []
     for index, step in enumerate(scenario.steps, start=1):
@@ -86,7 +85,7 @@ async def play(
             ids = submitted if step.names is None else [named[n] for n in step.names]
             await asyncio.gather(*(client.wait_terminal(i, step.timeout_s) for i in ids))
             on_step(f"step {index}: {len(ids)} sale(s) reached a terminal state")
-    report.after = await client.state(PARTICIPANTS)
+    report.after = await client.state(await client.participant_names())
     for name, sale_id in named.items():
         outcome = client.outcome(sale_id)
         report.sales[name] = {"sale_id": sale_id, "status": outcome.status if outcome else "PENDING",
