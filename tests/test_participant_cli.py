@@ -102,3 +102,22 @@ def test_replay_history_false_skips_what_happened_before_joining(saga_harness: S
     saga_harness.publish(saga_harness.event(FINALIZED_SALE, sale_id=2))
     saga_harness.wait_for("SHIPMENT_CREATED", sale_id=2)
     assert [row["sale_id"] for row in late.rows("shipments")] == [2]
+
+
+def test_discovery_teaches_a_process_the_event_types_it_never_imported(system: Supervisor) -> None:
+    assert sagactl(system, "up", "--with", SHIPPING).exit_code == 0
+    url = system.nats_urls()[0]
+    script = (
+        "import asyncio\n"
+        "from participants.contract import SUBJECTS\n"
+        "from sagactl.client import SagaClient\n"
+        "async def main():\n"
+        f"    client = await SagaClient.connect([{url!r}])\n"
+        "    before = SUBJECTS.get('SHIPMENT_CREATED')\n"
+        "    await client.participants()\n"
+        "    await client.close()\n"
+        "    print(before, SUBJECTS.get('SHIPMENT_CREATED'))\n"
+        "asyncio.run(main())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd="/")
+    assert result.stdout.split() == ["None", "saga.shipping.created"], result.stderr
