@@ -10,9 +10,9 @@ from rich.table import Table
 
 from participants.contract import DEAD_LETTER_STREAM, STREAM
 from participants.runtime import broker
+from participants.runtime.loader import BUILT_IN
 from sagactl.cli.common import JsonOption, NatsUrlOption, StateDirOption, err, handle_errors, out, print_json, run_async, state_dir
 from sagactl.errors import ExitCode, Unavailable
-from participants.runtime.loader import BUILT_IN
 from sagactl.supervisor import Supervisor, parse_replicas, parse_with
 
 
