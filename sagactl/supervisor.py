@@ -65,6 +65,16 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def port_closes(port: int, timeout: float = 2.0) -> bool:
+    """Whether a port is free or frees up soon: a killed server's socket outlives its pid briefly."""
+    deadline = time.monotonic() + timeout
+    while port_open(port):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def pid_alive(pid: int | None) -> bool:
     """True while the process runs; reaps it when it is our own finished child."""
     if not pid:
@@ -154,7 +164,7 @@ class Supervisor:
         port = int(system.get("nats_port") or 0)
         if self.embedded_pid() and port and port_open(port):
             return f"nats://127.0.0.1:{port}"
-        if not port or port_open(port):
+        if not port or not port_closes(port):
             port = free_port()
         log_file = self.state.nats_log_file()
         command = [

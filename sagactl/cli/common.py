@@ -31,6 +31,8 @@ NatsUrlOption = Annotated[
     typer.Option("--nats-url", envvar="NATS_URL", help="Use this NATS server (or comma-separated cluster) instead of the embedded one."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of tables.")]
+WatchOption = Annotated[bool, typer.Option("--watch", help="Redraw in place until Ctrl-C, changed rows highlighted (with --json: one line per change).")]
+IntervalOption = Annotated[float, typer.Option("--interval", help="Seconds between refreshes with --watch.")]
 
 
 def state_dir(path: Path | None) -> StateDir:

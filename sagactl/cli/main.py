@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from sagactl import __version__
-from sagactl.cli import participant, run, sales, system
+from sagactl.cli import logs, participant, run, sales, system, tail, trace
 
 app = typer.Typer(
     name="sagactl",
@@ -18,6 +18,9 @@ app = typer.Typer(
 system.register(app)
 sales.register(app)
 run.register(app)
+tail.register(app)
+trace.register(app)
+logs.register(app)
 participant.register(app)
 
 

@@ -7,10 +7,11 @@ from typing import Annotated, Any
 import typer
 
 from participants.contract import ContractError, Sale, parse_sale
-from sagactl.cli.common import JsonOption, NatsUrlOption, StateDirOption, out, handle_errors, print_json, run_async, state_dir
+from sagactl.cli.common import IntervalOption, JsonOption, NatsUrlOption, StateDirOption, WatchOption, out, handle_errors, print_json, run_async, state_dir
 from sagactl.client import SagaClient
 from sagactl.errors import ExitCode, UsageError
 from sagactl.supervisor import Supervisor
+from sagactl.views import live
 from sagactl.views.tables import render_state
 
 
@@ -74,17 +75,22 @@ async def _submit(urls: list[str], sale: Sale, wait: bool, timeout: float) -> di
         await client.close()
 
 
-def state(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: JsonOption = False) -> None:
+def state(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: JsonOption = False,
+          watch: WatchOption = False, interval: IntervalOption = 1.0) -> None:
     """Print each participant's tables, as each reports its own database.
 
     Shows the built-ins, every participant this state dir started (`up --with`) and every other
-    one that answers discovery on NATS. Exit 1 when one of them does not answer.
+    one that answers discovery on NATS. Exit 1 when one of them does not answer. --watch redraws
+    them in place, changed rows highlighted.
 
     Example: sagactl state --json
     """
     supervisor = Supervisor(state_dir(state))
     urls = supervisor.nats_urls(nats_url)
-    tables = run_async(_state(urls, supervisor.expected_participants()))
+    expected = supervisor.expected_participants()
+    if watch:
+        return live.watch(lambda: run_async(_state(urls, expected)), lambda tables: out.print(render_state(tables)), interval, json)
+    tables = run_async(_state(urls, expected))
     if json:
         print_json(tables)
     else:

@@ -11,9 +11,10 @@ from rich.table import Table
 from participants.contract import DEAD_LETTER_STREAM, STREAM
 from participants.runtime import broker
 from participants.runtime.loader import BUILT_IN
-from sagactl.cli.common import JsonOption, NatsUrlOption, StateDirOption, err, handle_errors, out, print_json, run_async, state_dir
+from sagactl.cli.common import IntervalOption, JsonOption, NatsUrlOption, StateDirOption, WatchOption, err, handle_errors, out, print_json, run_async, state_dir
 from sagactl.errors import ExitCode, Unavailable
 from sagactl.supervisor import Supervisor, parse_replicas, parse_with
+from sagactl.views import live
 
 
 def register(app: typer.Typer) -> None:
@@ -57,14 +58,27 @@ def down(
     err.print(f"down: {what}" + ("; databases and stream store deleted" if purge else ""))
 
 
-def status(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: JsonOption = False) -> None:
+def status(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: JsonOption = False,
+           watch: WatchOption = False, interval: IntervalOption = 1.0) -> None:
     """Show the NATS URL, each participant process, the stream and each consumer's backlog.
 
-    Exit 0 when every participant runs and NATS answers, 1 otherwise.
+    Exit 0 when every participant runs and NATS answers, 1 otherwise. --watch redraws it in place.
 
     Example: sagactl status --json
     """
     supervisor = Supervisor(state_dir(state))
+    if watch:
+        return live.watch(lambda: _status_report(supervisor, nats_url), _print_status, interval, json)
+    report = _status_report(supervisor, nats_url)
+    if json:
+        print_json(report)
+    else:
+        _print_status(report)
+    if not report["healthy"]:
+        raise typer.Exit(int(ExitCode.FAILED))
+
+
+def _status_report(supervisor: Supervisor, nats_url: str | None) -> dict[str, Any]:
     report: dict[str, Any] = {"state_dir": str(supervisor.state.root)}
     try:
         urls = supervisor.nats_urls(nats_url)
@@ -85,12 +99,7 @@ def status(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: J
             report["nats_error"] = str(exc)
     healthy = report["nats_reachable"] and bool(report["participants"]) and all(p["running"] for p in report["participants"])
     report["healthy"] = healthy
-    if json:
-        print_json(report)
-    else:
-        _print_status(report)
-    if not healthy:
-        raise typer.Exit(int(ExitCode.FAILED))
+    return report
 
 
 async def _stream_report(urls: list[str]) -> dict[str, Any]:

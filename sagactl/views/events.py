@@ -7,42 +7,41 @@ from typing import Any
 
 from rich.text import Text
 
-from participants.contract import CANCELED_SALE, FAILED_PAYMENT, FINALIZED_SALE, ROLLBACK_INVENTORY
+from participants.contract import CANCELED_SALE, FINALIZED_SALE
+from participants.flow import outcome_kind
 
-# success path, failure, compensation, terminal
-STYLES = {
-    FINALIZED_SALE: "bold green",
-    CANCELED_SALE: "bold red",
-    FAILED_PAYMENT: "red",
-    ROLLBACK_INVENTORY: "magenta",
-}
-COMPENSATING = "compensation"
+# By outcome: the success path, a failure, a compensation; terminal events by their verdict.
+KIND_STYLES = {"success": "cyan", "failure": "red", "compensation": "magenta", "terminal": "bold"}
+TERMINAL_STYLES = {FINALIZED_SALE: "bold green", CANCELED_SALE: "bold red"}
 
 
-def kind_of(body: dict[str, Any]) -> str:
-    event_type = body.get("type")
-    if event_type in (FINALIZED_SALE, CANCELED_SALE):
-        return "terminal"
-    if event_type == ROLLBACK_INVENTORY:
-        return COMPENSATING if body.get("reason") in ("insufficient balance", "unknown user") else "failure"
-    if event_type == FAILED_PAYMENT:
-        return "failure"
-    return "success"
+def style_of(event_type: str, reason: str | None = None) -> str:
+    return TERMINAL_STYLES.get(event_type) or KIND_STYLES[outcome_kind(event_type, reason)]
 
 
-def event_line(body: dict[str, Any], when: datetime | None = None, seq: int | None = None) -> Text:
-    stamp = (when or datetime.now()).strftime("%H:%M:%S.%f")[:-3]
-    event_type = str(body.get("type", "?"))
+def clock(when: datetime) -> str:
+    """Local wall-clock time with milliseconds."""
+    return when.astimezone().strftime("%H:%M:%S.%f")[:-3]
+
+
+def event_line(body: dict[str, Any], when: datetime | None = None, seq: int | None = None, subject: str | None = None) -> Text:
+    """`time #seq sale N TYPE producer qty= value= reason=`; a body that is not an event shows raw."""
     line = Text()
-    line.append(f"{stamp} ", style="dim")
+    line.append(f"{clock(when or datetime.now().astimezone())} ", style="dim")
     if seq is not None:
         line.append(f"#{seq:<5} ", style="dim")
-    line.append(f"sale {body.get('sale_id', '?'):<5} ", style="bold")
-    line.append(f"{event_type:<19}", style=STYLES.get(event_type, "cyan"))
+    if "type" not in body or "sale_id" not in body:
+        line.append(f"{subject or '?'} (not a saga event) ", style="bold red")
+        line.append(str(body.get("raw", body)))
+        return line
+    event_type = str(body["type"])
+    reason = body.get("reason")
+    line.append(f"sale {body['sale_id']:<5} ", style="bold")
+    line.append(f"{event_type:<19}", style=style_of(event_type, reason))
     line.append(f" {str(body.get('producer', '?')):<10}", style="dim")
     line.append(f" qty={body.get('quantity')} value={body.get('value')}")
-    if body.get("reason"):
-        line.append(f" reason={body['reason']}", style="yellow")
-    if kind_of(body) == COMPENSATING:
+    if reason:
+        line.append(f" reason={reason}", style="yellow")
+    if outcome_kind(event_type, reason) == "compensation":
         line.append("  (compensation)", style="magenta")
     return line
