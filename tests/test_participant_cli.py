@@ -91,6 +91,12 @@ def test_participant_run_joins_in_the_foreground_and_is_discovered(system: Super
         assert found["shipping"]["pid"] == process.pid and found["shipping"]["handles"] == [FINALIZED_SALE]
         sale_id = sell(system)
         assert [s["sale_id"] for s in state(system)["shipping"]["shipments"]] == [sale_id]
+        # A separate process that never imported examples.shipping, and whose state dir does not
+        # know it either: tail learns SHIPMENT_CREATED from discovery.
+        tail = subprocess.run([sagactl_script, "tail", "--all", "--no-follow", "--type", "SHIPMENT_CREATED", "--json",
+                               "--state-dir", str(system.state.root)], capture_output=True, text=True, timeout=60)
+        assert tail.returncode == 0, tail.stderr
+        assert [json.loads(line)["data"]["sale_id"] for line in tail.stdout.splitlines()] == [sale_id]
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
