@@ -7,7 +7,8 @@ what travels on the `SAGA` stream. A new participant adds its own event types wi
 
 from __future__ import annotations
 
-import uuid
+import os
+import time
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -113,7 +114,12 @@ def from_cents(cents: int) -> Decimal:
 
 
 def new_event_id() -> str:
-    return uuid.uuid4().hex
+    """32 hex digits: the time in milliseconds (48 bits), then 80 random bits.
+
+    Ids made later sort later, so the inbox and outbox indexes (keyed by event id) grow at their
+    end instead of at random pages: their cost stays flat as they grow.
+    """
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
 def utc_now() -> str:
@@ -161,10 +167,26 @@ class Event(Sale):
         return Sale(product_id=self.product_id, user_id=self.user_id, value=self.value, quantity=self.quantity)
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
+        if self.__pydantic_extra__:
+            return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
+        # The same JSON as model_dump, built by hand: this runs for every event published.
+        body = {
+            "product_id": self.product_id, "user_id": self.user_id, "value": f"{self.value:.2f}",
+            "quantity": self.quantity, "type": self.type, "event_id": self.event_id, "sale_id": self.sale_id,
+            "producer": self.producer, "occurred_at": self.occurred_at,
+        }
+        if self.reason is not None:
+            body["reason"] = self.reason
+        return orjson.dumps(body)
 
     def follow(self, event_type: str, producer: str, reason: str | None = None, **extra: Any) -> "Event":
         """The next event of the same saga, caused by this one."""
+        if not extra and not self.__pydantic_extra__ and event_type in SUBJECTS:
+            # The saga's fields were validated when this event was; copying skips doing it again.
+            return self.model_copy(update={
+                "type": event_type, "event_id": new_event_id(), "producer": producer,
+                "occurred_at": utc_now(), "reason": reason,
+            })
         return Event(
             type=event_type,
             event_id=new_event_id(),

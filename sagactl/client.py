@@ -90,6 +90,12 @@ class SagaClient:
         answer = await self.request("sale", "submit", sale.model_dump(mode="json"))
         return int(answer["sale_id"])
 
+    async def submit_many(self, sales: list[Sale], timeout: float = REQUEST_TIMEOUT_S) -> list[int]:
+        """Submit several sales in one request (one transaction at the sale service); their ids in order."""
+        body = {"sales": [sale.model_dump(mode="json") for sale in sales]}
+        answer = await self.request("sale", "submit_many", body, timeout=timeout)
+        return [int(item["sale_id"]) for item in answer["sales"]]
+
     async def watch_terminal(self) -> None:
         """Start listening for terminal events; call before submitting sales to wait for."""
         if self._subscriptions:

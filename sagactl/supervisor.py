@@ -18,12 +18,14 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from participants.runtime.broker import redact
-from participants.runtime.loader import BUILT_IN, load_participant
-from participants.runtime.participant import Participant
+from participants.runtime.loader import BUILT_IN
 from sagactl.errors import Unavailable, UsageError
 from sagactl.statedir import StateDir
+
+if TYPE_CHECKING:
+    from participants.runtime.participant import Participant
 
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 5.0
@@ -47,6 +49,9 @@ def nats_server_binary() -> str:
 
 
 def nats_config_file() -> Path:
+    override = os.environ.get("SAGACTL_NATS_CONFIG")  # `sagactl bench --fsync` writes its own
+    if override:
+        return Path(override)
     packaged = resources.files("sagactl") / "nats.conf"
     if packaged.is_file():
         return Path(str(packaged))
@@ -270,7 +275,9 @@ class Supervisor:
                     continue
                 log_file = self.state.log_file(name, replica)
                 offset = log_file.stat().st_size if log_file.exists() else 0
-                process = self.start_participant(name, reference, replica, urls, (extra_env or {}).get(name))
+                # Every process learns how many share its durable consumer (SAGACTL_REPLICAS).
+                env = {"SAGACTL_REPLICAS": str(int(counts.get(name, 1))), **(extra_env or {}).get(name, {})}
+                process = self.start_participant(name, reference, replica, urls, env)
                 started.append((name, replica, process, offset))
         self.wait_ready(started)
         return urls
@@ -317,6 +324,8 @@ class Supervisor:
         return stopped
 
     def describe_url(self, urls: list[str]) -> str:
+        from participants.runtime.broker import redact
+
         return ",".join(redact(u) for u in urls)
 
 
@@ -347,6 +356,8 @@ def load(reference: str) -> Participant:
     The participant processes run `python -m` in the current directory; the `sagactl` script
     does not have it on its path, so add it (as uvicorn does for `app:app`).
     """
+    from participants.runtime.loader import load_participant
+
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:

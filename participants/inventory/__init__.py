@@ -4,6 +4,7 @@ from participants.contract import CREATED_SALE, FAILED_PAYMENT
 from participants.inventory.handlers import baseline, on_created_sale, on_failed_payment, setup
 from participants.inventory.models import Inventory, StockBaseline, seed_rows
 from participants.runtime import Participant
+from participants.inventory.simulation import InventorySimulation
 
 participant = Participant(
     name="inventory",
@@ -12,4 +13,5 @@ participant = Participant(
     seed=seed_rows,
     requests={"setup": setup, "baseline": baseline},
     private_tables=[StockBaseline],
+    simulate=InventorySimulation,
 )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from participants.contract import (
@@ -16,32 +15,30 @@ from participants.contract import (
     Event,
 )
 from participants.inventory.models import Inventory, StockBaseline
+from participants.runtime import Statement
 
 PRODUCER = "inventory"
 
 
+# The hot path: plain SQL on the transaction's connection (participants/runtime/lean.py).
+_TABLE = Inventory.__tablename__
+DEBIT = Statement(f"UPDATE {_TABLE} SET quantity = quantity - :q WHERE product_id = :p AND quantity >= :q")
+CREDIT = Statement(f"UPDATE {_TABLE} SET quantity = quantity + :q WHERE product_id = :p")
+KNOWN = Statement(f"SELECT 1 FROM {_TABLE} WHERE product_id = :p")
+
+
 def on_created_sale(event: Event, session: Session) -> Event:
     # One conditional UPDATE: two concurrent sales can never both take the last unit.
-    result = session.exec(
-        update(Inventory)
-        .where(col(Inventory.product_id) == event.product_id, col(Inventory.quantity) >= event.quantity)
-        .values(quantity=col(Inventory.quantity) - event.quantity)
-    )
-    if result.rowcount == 1:
+    if DEBIT.run(session, q=event.quantity, p=event.product_id).rowcount == 1:
         return event.follow(UPDATED_INVENTORY, PRODUCER)
-    known = session.exec(select(Inventory.id).where(col(Inventory.product_id) == event.product_id)).first()
-    reason = REASON_OUT_OF_STOCK if known is not None else REASON_UNKNOWN_PRODUCT
+    known = KNOWN.run(session, p=event.product_id).fetchone() is not None
+    reason = REASON_OUT_OF_STOCK if known else REASON_UNKNOWN_PRODUCT
     return event.follow(ROLLBACK_INVENTORY, PRODUCER, reason=reason)
 
 
 def on_failed_payment(event: Event, session: Session) -> Event:
     """The compensation the reference system never ran: give the reserved stock back."""
-    result = session.exec(
-        update(Inventory)
-        .where(col(Inventory.product_id) == event.product_id)
-        .values(quantity=col(Inventory.quantity) + event.quantity)
-    )
-    if result.rowcount != 1:
+    if CREDIT.run(session, q=event.quantity, p=event.product_id).rowcount != 1:
         raise LookupError(f"product {event.product_id} vanished before its stock could be credited back")
     return event.follow(ROLLBACK_INVENTORY, PRODUCER, reason=event.reason)
 

@@ -4,6 +4,7 @@ from participants.contract import UPDATED_INVENTORY
 from participants.payment.handlers import baseline, on_updated_inventory, setup
 from participants.payment.models import BalanceBaseline, Payment, User, seed_rows
 from participants.runtime import Participant
+from participants.payment.simulation import PaymentSimulation
 
 participant = Participant(
     name="payment",
@@ -12,4 +13,5 @@ participant = Participant(
     seed=seed_rows,
     requests={"setup": setup, "baseline": baseline},
     private_tables=[BalanceBaseline],
+    simulate=PaymentSimulation,
 )

@@ -5,7 +5,6 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from participants.contract import (
@@ -16,24 +15,28 @@ from participants.contract import (
     ContractError,
     Event,
     parse_money,
+    to_cents,
 )
 from participants.payment.models import BalanceBaseline, Payment, User
+from participants.runtime import Statement
 
 PRODUCER = "payment"
 
 
+# The hot path: plain SQL on the transaction's connection (participants/runtime/lean.py); money in cents.
+DEBIT = Statement(f"UPDATE {User.__tablename__} SET balance = balance - :v WHERE id = :u AND balance >= :v")
+KNOWN = Statement(f"SELECT 1 FROM {User.__tablename__} WHERE id = :u")
+RECORD = Statement(f"INSERT INTO {Payment.__tablename__} (user_id, sale_id, value) VALUES (:u, :s, :v)")
+
+
 def on_updated_inventory(event: Event, session: Session) -> Event:
     # One conditional UPDATE: concurrent sales can never overdraw the balance.
-    result = session.exec(
-        update(User)
-        .where(col(User.id) == event.user_id, col(User.balance) >= event.value)
-        .values(balance=col(User.balance) - event.value)
-    )
-    if result.rowcount == 1:
-        session.add(Payment(user_id=event.user_id, sale_id=event.sale_id, value=event.value))
+    cents = to_cents(event.value)
+    if DEBIT.run(session, v=cents, u=event.user_id).rowcount == 1:
+        RECORD.run(session, u=event.user_id, s=event.sale_id, v=cents)
         return event.follow(VALIDATED_PAYMENT, PRODUCER)
-    known = session.exec(select(User.id).where(col(User.id) == event.user_id)).first()
-    reason = REASON_INSUFFICIENT_BALANCE if known is not None else REASON_UNKNOWN_USER
+    known = KNOWN.run(session, u=event.user_id).fetchone() is not None
+    reason = REASON_INSUFFICIENT_BALANCE if known else REASON_UNKNOWN_USER
     return event.follow(FAILED_PAYMENT, PRODUCER, reason=reason)
 
 

@@ -10,25 +10,38 @@ as FINALIZED_SALE, live in `participants.contract`, the one definition of the ev
 
 Run it with `sagactl participant run MODULE:OBJECT` or `python -m participants.runtime MODULE:OBJECT`;
 docs/participants.md is the tutorial.
+
+The names are imported on first use, so a process that only needs one small module of the
+runtime (the CLI reading `broker.redact`, say) does not pay for SQLModel and the daemon.
 """
 
-from participants.contract import ContractError, Event, new_event, register_event_type
-from participants.runtime.daemon import run
-from participants.runtime.database import Money
-from participants.runtime.participant import Handler, HandlerResult, Participant, RequestHandler, TransientError
-from participants.runtime.settings import Settings
+from __future__ import annotations
 
-__all__ = [
-    "ContractError",
-    "Event",
-    "Handler",
-    "HandlerResult",
-    "Money",
-    "Participant",
-    "RequestHandler",
-    "Settings",
-    "TransientError",
-    "new_event",
-    "register_event_type",
-    "run",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ContractError": "participants.contract",
+    "Event": "participants.contract",
+    "new_event": "participants.contract",
+    "register_event_type": "participants.contract",
+    "run": "participants.runtime.daemon",
+    "Money": "participants.runtime.database",
+    "Participant": "participants.runtime.participant",
+    "Handler": "participants.runtime.participant",
+    "HandlerResult": "participants.runtime.participant",
+    "RequestHandler": "participants.runtime.participant",
+    "TransientError": "participants.runtime.participant",
+    "Settings": "participants.runtime.settings",
+    "Simulation": "participants.runtime.participant",
+    "Statement": "participants.runtime.lean",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'participants.runtime' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

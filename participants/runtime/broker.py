@@ -129,9 +129,9 @@ def dead_letter_config(replicas: int = 1) -> StreamConfig:
     )
 
 
-async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
+async def ensure_streams(js: JetStreamContext, replicas: int = 1, max_age_s: float = 0, max_bytes: int = -1) -> None:
     """Create the saga stream and the dead-letter stream unless they exist (never reconfigure)."""
-    for config in (stream_config(replicas), dead_letter_config(replicas)):
+    for config in (stream_config(replicas, max_age_s, max_bytes), dead_letter_config(replicas)):
         try:
             await js.stream_info(config.name)
         except NotFoundError:

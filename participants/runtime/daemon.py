@@ -1,8 +1,10 @@
 """The participant process: consume, apply in one transaction, publish, ack; answer control requests.
 
-Order of work for a fetched batch: each event is applied in its own transaction (so one poison
-event cannot roll back its neighbours), then the outbox is flushed, then the batch is acked.
-An ack is only ever sent after the commit it confirms.
+Order of work for a pulled batch: all its events are applied in one transaction (one by one,
+each in its own, when the batch fails: a poison event cannot roll back its neighbours); the
+committed events go to the outbox relay, and the consumed messages are acked once the relay
+has them stored in the stream. An ack is only ever sent after the commit and the publish it
+confirms. While the relay waits for PubAcks the loop applies the next batch.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-import nats.errors
 import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from sqlalchemy import Connection
 
 from participants.contract import (
     DEAD_LETTER_SUBJECT_ROOT,
@@ -27,20 +29,25 @@ from participants.contract import (
     STREAM,
     SUBJECTS,
     ContractError,
+    Event,
     control_subject,
     parse_event,
 )
-from participants.runtime import broker
+from participants.runtime import broker, jetstream
 from participants.runtime.crashpoints import AFTER_COMMIT, MID_BATCH, CrashPoints
 from participants.runtime.database import create_schema, make_engine, seed_once, table_rows
 from participants.runtime.eventlog import EventLog
-from participants.runtime.outbox import OutboxRelay
-from participants.runtime.participant import Participant
+from participants.runtime.outbox import OutboxRelay, Retention
+from participants.runtime.participant import Participant, Simulation, as_events
 from participants.runtime.settings import Settings
-from participants.runtime.transaction import Applied, apply_event, apply_request
+from participants.runtime.transaction import Applied, Message, Outcome, apply_batch, apply_event, outbox_messages, run_request
 
 FETCH_TIMEOUT_S = 0.5
+PULL_EXPIRES_S = 5.0
 DECLARE_TIMEOUT_S = 15.0
+MAX_RETRY_DELAY_S = 5.0
+# Stop pulling while this many committed events wait for their PubAck (NATS slow or away).
+MAX_RELAY_BACKLOG = 8192
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,7 @@ class Verdict:
 
 def retry_delay(deliveries: int) -> float:
     """Backoff for a failed event: 0.2 s, 0.4 s, 0.8 s ... capped at 5 s."""
-    return min(0.2 * 2 ** max(deliveries - 1, 0), 5.0)
+    return min(0.2 * 2 ** max(deliveries - 1, 0), MAX_RETRY_DELAY_S)
 
 
 class ParticipantDaemon:
@@ -61,60 +68,78 @@ class ParticipantDaemon:
         self.log = EventLog(participant.name, settings.replica)
         self.crash = CrashPoints(settings.crash_point)
         self.engine = make_engine(settings.db_url, settings.sqlite_synchronous)
+        self.simulation: Simulation | None = None
+        if settings.raw:
+            if participant.simulate is None:
+                raise broker.BrokerUnavailable(f"{participant.name} cannot run raw: it declares no simulation")
+            self.simulation = participant.simulate()
         self.stopping = asyncio.Event()
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
         self.relay: OutboxRelay | None = None
+        self.puller: jetstream.PullConsumer | None = None
+        # One connection kept open for the hot path: no pool checkout and reset per batch. All
+        # database work runs on the event-loop thread, one transaction after the other.
+        self.db: Connection | None = None
 
     # -- start and stop -------------------------------------------------------------------
     async def serve(self) -> None:
         create_schema(self.engine, self.participant.all_tables)
         if seed_once(self.engine, self.participant.seed()):
             self.log.write("seeded")
+        self.db = self.engine.connect()
         self.nc = await broker.connect(
             self.settings.nats_urls, f"{self.participant.name}-{self.settings.replica}", on_event=self._on_connection
         )
         self.js = self.nc.jetstream()
         durable = self.participant.name
         await self._declare(durable)
-        self.relay = OutboxRelay(self.engine, self.js, self.crash, self.log)
+        settings = self.settings
+        retention = Retention.for_consumer(
+            broker.DUPLICATE_WINDOW_S, settings.max_deliver, settings.ack_wait_s, MAX_RETRY_DELAY_S, settings.outbox_keep_s
+        )
+        self.relay = OutboxRelay(None if settings.raw else self.engine, self.nc, self.crash, self.log, retention)
+        await self.relay.start()  # queues what a previous run committed but never published
         await self._subscribe_control()
-        subscription = await self.js.pull_subscribe_bind(durable=durable, stream=STREAM)
+        self.puller = jetstream.PullConsumer(self.nc, STREAM, durable, settings.batch_size, PULL_EXPIRES_S)
+        await self.puller.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         relay_task = asyncio.create_task(self.relay.run(self.stopping))
-        self.relay.wake()  # publish what a previous run committed but never published
-        self.log.write("ready", pid=os.getpid(), subjects=self.participant.subjects)
+        self.log.write("ready", pid=os.getpid(), subjects=self.participant.subjects, raw=settings.raw,
+                       replicas=settings.replicas, batch=settings.batch_size)
         try:
-            await self._consume(subscription)
+            await self._consume(self.puller)
         finally:
-            relay_task.cancel()
+            await self.puller.stop()
             try:
-                await asyncio.wait_for(self.relay.flush(), timeout=3)
+                await asyncio.wait_for(relay_task, timeout=3)  # publishes and acks what is queued
             except Exception:
-                pass
-            # Everything is acked and published by now; a drain would wait for the idle pull
-            # request to expire, so flush what is buffered and close.
+                relay_task.cancel()
+            # Everything is acked and published by now; a drain would wait for the pull requests
+            # to expire, so flush what is buffered and close.
             try:
                 await self.nc.flush(timeout=2)
             except Exception:
                 pass
             await self.nc.close()
+            self._reset_connection()
             self.engine.dispose()
             self.log.write("stopped")
 
     async def _declare(self, durable: str) -> None:
         """Create the streams and this participant's consumer, waiting out a server still starting."""
         assert self.js is not None
+        settings = self.settings
         config = broker.consumer_config(
-            durable, self.participant.subjects, self.settings.max_deliver, self.settings.ack_wait_s,
+            durable, self.participant.subjects, settings.max_deliver, settings.ack_wait_s,
             only_new=not self.participant.replay_history,
         )
         deadline = time.monotonic() + DECLARE_TIMEOUT_S
         while True:
             try:
-                await broker.ensure_streams(self.js, self.settings.stream_replicas)
+                await broker.ensure_streams(self.js, settings.stream_replicas, settings.stream_max_age_s, settings.stream_max_bytes)
                 await broker.ensure_consumer(self.js, config)
                 return
             except Exception as exc:
@@ -123,6 +148,8 @@ class ParticipantDaemon:
                 await asyncio.sleep(0.2)
 
     async def _on_connection(self, what: str) -> None:
+        if what == "reconnected" and self.puller is not None:
+            self.puller.forget_requests()
         self.log.write("nats", state=what)
 
     # -- control requests ---------------------------------------------------------------
@@ -156,6 +183,9 @@ class ParticipantDaemon:
     async def _on_state(self, msg: Msg) -> None:
         from sqlmodel import Session
 
+        if self.simulation is not None:
+            await msg.respond(orjson.dumps({"participant": self.participant.name, "tables": {}, "raw": True}))
+            return
         with Session(self.engine) as session:
             tables = {t.__tablename__: table_rows(session, t) for t in self.participant.tables}  # type: ignore[attr-defined]
             session.rollback()
@@ -163,97 +193,170 @@ class ParticipantDaemon:
 
     async def _on_request(self, msg: Msg) -> None:
         verb = msg.subject.rsplit(".", 1)[1]
+        messages: list[Message] = []
         try:
             body = orjson.loads(msg.data)
             if not isinstance(body, dict):
                 raise ContractError("request body is not a JSON object")
-            reply, emitted = apply_request(self.engine, self.participant.requests[verb], body)
+            if self.simulation is not None:
+                reply, emitted = self.simulation.request(verb, body)
+                messages = outbox_messages(emitted)
+            else:
+                reply, _, messages = run_request(self._connection(), self.participant.requests[verb], body)
         except (ContractError, orjson.JSONDecodeError) as exc:
-            reply, emitted = {"error": str(exc)}, []
+            reply = {"error": str(exc)}
         except Exception as exc:
             self.log.write("request_failed", request=verb, error=repr(exc))
-            reply, emitted = {"error": f"{self.participant.name} could not handle {verb}: {exc}"}, []
+            reply = {"error": f"{self.participant.name} could not handle {verb}: {exc}"}
         await msg.respond(orjson.dumps(reply))
-        if emitted:
+        if messages:
             self.crash.reach(AFTER_COMMIT)
-            self.relay.wake()  # type: ignore[union-attr]
+            self.relay.submit(messages)  # type: ignore[union-attr]
 
     # -- consuming -----------------------------------------------------------------------
-    async def _consume(self, subscription: JetStreamContext.PullSubscription) -> None:
+    async def _consume(self, puller: jetstream.PullConsumer) -> None:
+        assert self.relay is not None
         while not self.stopping.is_set():
-            try:
-                msgs = await subscription.fetch(self.settings.batch_size, timeout=FETCH_TIMEOUT_S)
-            except nats.errors.TimeoutError:
+            if self.relay.backlog > MAX_RELAY_BACKLOG:  # NATS slow or away: stop taking more work
+                await asyncio.sleep(0.01)
                 continue
+            try:
+                msgs = await puller.next_batch(FETCH_TIMEOUT_S)
             except Exception as exc:  # disconnected, server restarting: the client reconnects
                 self.log.write("fetch_retry", error=broker.describe(exc))
                 await asyncio.sleep(0.5)
                 continue
-            await self._handle_batch(msgs)
+            while puller.problems:
+                self.log.write("pull_status", description=puller.problems.popleft())
+            if msgs:
+                await self._handle_batch(msgs)
 
     async def _handle_batch(self, msgs: list[Msg]) -> None:
-        verdicts: list[tuple[Msg, Verdict]] = []
-        committed = 0
+        """Apply a batch, hand its events to the relay with the acks to send once they are stored."""
+        started = time.perf_counter()
+        events: list[tuple[Msg, Event]] = []
+        settled: list[tuple[Msg, Verdict]] = []
         for msg in msgs:
-            verdict = self._handle_one(msg)
-            verdicts.append((msg, verdict))
-            if verdict.action == "ack":
-                committed += 1
-                if committed == 1 and len(msgs) > 1:
-                    self.crash.reach(MID_BATCH)
-        if committed:
-            self.crash.reach(AFTER_COMMIT)
             try:
-                await self.relay.flush()  # type: ignore[union-attr]
-            except Exception as exc:  # rows stay in the outbox; the relay loop retries
-                self.log.write("relay_retry", error=broker.describe(exc))
-                self.relay.wake()  # type: ignore[union-attr]
-        for msg, verdict in verdicts:
-            try:
+                events.append((msg, self._parse(msg)))
+            except ContractError as exc:
+                settled.append((msg, Verdict("dead", f"poison: {exc}")))
+        to_ack: list[Msg] = []
+        messages: list[Message] = []
+        batch = self._apply_batch([e for _, e in events]) if events else None
+        if batch is not None:
+            outcomes, messages = batch
+            per_event_ms = (time.perf_counter() - started) * 1000 / len(events)
+            for (msg, event), outcome in zip(events, outcomes):
+                to_ack.append(msg)
+                self._log_outcome(msg, event, outcome, per_event_ms)
+        else:
+            for index, (msg, event) in enumerate(events):
+                verdict, emitted = self._apply_one(msg, event)
                 if verdict.action == "ack":
-                    await msg.ack()
-                elif verdict.action == "retry":
-                    await msg.nak(delay=retry_delay(msg.metadata.num_delivered))
+                    to_ack.append(msg)
+                    messages.extend(outbox_messages(emitted))
+                    if index == 0 and len(events) > 1:
+                        self.crash.reach(MID_BATCH)
                 else:
-                    await self._dead_letter(msg, verdict.error)
-                    await msg.term()
-            except Exception as exc:  # a lost ack means a redelivery, which the inbox absorbs
-                self.log.write("settle_failed", action=verdict.action, error=broker.describe(exc))
+                    settled.append((msg, verdict))
+        if os.environ.get("SAGACTL_DEBUG_BATCH"):
+            self.log.write("batch", size=len(msgs), age_ms=round((time.time() - int(msgs[0].reply.split(".")[7]) / 1e9) * 1000, 2),
+                           took_ms=round((time.perf_counter() - started) * 1000, 2), backlog=self.relay.backlog)
+        self.log.flush()
+        if to_ack:
+            self.crash.reach(AFTER_COMMIT)
+            replies = [msg.reply for msg in to_ack]
+            self.relay.submit(messages, then=lambda: self._ack(replies))  # type: ignore[union-attr]
+        for msg, verdict in settled:
+            await self._settle(msg, verdict)
 
-    def _handle_one(self, msg: Msg) -> "Verdict":
+    def _apply_batch(self, events: list[Event]) -> tuple[list[Outcome], list[Message]] | None:
+        """All events in one transaction (or, raw, in memory); None when the batch failed as a whole."""
+        if self.simulation is not None:
+            outcomes = [Outcome(Applied.DONE, as_events(self.simulation.handle(e))) for e in events]
+            return outcomes, [m for o in outcomes for m in outbox_messages(o.emitted)]
+        assert self.relay is not None
+        sent = self.relay.take_sent()
+        result = apply_batch(self._connection(), self.participant, events, lambda: self.crash.reach(MID_BATCH), sent)
+        if result is None:
+            self.relay.give_back(sent)
+            self._reset_connection()
+            return None
+        return result.outcomes, result.messages
+
+    def _connection(self) -> Connection:
+        if self.db is None or self.db.closed or self.db.invalidated:
+            self.db = self.engine.connect()
+        return self.db
+
+    def _reset_connection(self) -> None:
+        """Close the kept connection (after a failed batch: the next one starts afresh)."""
+        if self.db is not None:
+            try:
+                self.db.close()
+            except Exception:
+                pass
+        self.db = None
+
+    def _parse(self, msg: Msg) -> Event:
+        event = parse_event(msg.data)
+        if event.type not in self.participant.handlers:
+            raise ContractError(f"{self.participant.name} does not handle {event.type}")
+        if msg.subject != event.subject:
+            raise ContractError(f"{event.type} published on {msg.subject}, expected {event.subject}")
+        return event
+
+    def _apply_one(self, msg: Msg, event: Event) -> tuple[Verdict, list[Event]]:
         """Apply one event in its own transaction and say what to tell JetStream about it."""
         started = time.perf_counter()
-        deliveries = msg.metadata.num_delivered
-        try:
-            event = parse_event(msg.data)
-            if event.type not in self.participant.handlers:
-                raise ContractError(f"{self.participant.name} does not handle {event.type}")
-            if msg.subject != event.subject:
-                raise ContractError(f"{event.type} published on {msg.subject}, expected {event.subject}")
-        except ContractError as exc:
-            return Verdict("dead", f"poison: {exc}")
+        _, deliveries = jetstream.delivery_info(msg.reply)
         try:
             outcome = apply_event(self.engine, self.participant, event)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             self.log.write(
-                "failed", event_id=event.event_id, sale_id=event.sale_id, type=event.type,
+                "failed", flush=False, event_id=event.event_id, sale_id=event.sale_id, type=event.type,
                 deliveries=deliveries, error=error,
             )
-            return Verdict("dead" if deliveries >= self.settings.max_deliver else "retry", error)
+            return Verdict("dead" if deliveries >= self.settings.max_deliver else "retry", error), []
         if outcome.applied is Applied.RACED:
-            return Verdict("retry", "raced with another replica")
+            return Verdict("retry", "raced with another replica"), []
+        self._log_outcome(msg, event, outcome, (time.perf_counter() - started) * 1000)
+        return Verdict("ack"), outcome.emitted
+
+    def _log_outcome(self, msg: Msg, event: Event, outcome: Outcome, ms: float) -> None:
         self.log.write(
             "handled" if outcome.applied is Applied.DONE else "duplicate",
+            flush=False,
             event_id=event.event_id,
             sale_id=event.sale_id,
             type=event.type,
             emitted=[e.type for e in outcome.emitted],
             reason=next((e.reason for e in outcome.emitted if e.reason), None),
-            deliveries=deliveries,
-            ms=round((time.perf_counter() - started) * 1000, 3),
+            deliveries=jetstream.delivery_info(msg.reply)[1],
+            ms=round(ms, 3),
         )
-        return Verdict("ack")
+
+    async def _ack(self, replies: list[str]) -> None:
+        assert self.nc is not None
+        try:
+            for reply in replies:
+                await self.nc.publish(reply, jetstream.ACK)
+        except Exception as exc:  # a lost ack means a redelivery, which the inbox absorbs
+            self.log.write("settle_failed", action="ack", error=broker.describe(exc))
+
+    async def _settle(self, msg: Msg, verdict: Verdict) -> None:
+        assert self.nc is not None
+        try:
+            if verdict.action == "retry":
+                _, deliveries = jetstream.delivery_info(msg.reply)
+                await self.nc.publish(msg.reply, jetstream.nak_body(retry_delay(deliveries)))
+            else:
+                await self._dead_letter(msg, verdict.error)
+                await self.nc.publish(msg.reply, jetstream.TERM)
+        except Exception as exc:  # a lost nak or term means a redelivery after ack_wait
+            self.log.write("settle_failed", action=verdict.action, error=broker.describe(exc))
 
     async def _dead_letter(self, msg: Msg, error: str) -> None:
         """Park an event that cannot be applied, with why, so it blocks nothing and is not lost."""

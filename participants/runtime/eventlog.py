@@ -19,8 +19,13 @@ class EventLog:
         self._replica = replica
         self._stream = stream or sys.stderr
 
-    def write(self, what: str, **fields: Any) -> None:
+    def write(self, what: str, *, flush: bool = True, **fields: Any) -> None:
+        """One line; `flush=False` for the per-event lines of a batch (the daemon flushes once per batch)."""
         record = {"ts": time.time(), "participant": self._participant, "replica": self._replica, "what": what}
         record.update(fields)
         self._stream.write(orjson.dumps(record, default=str).decode() + "\n")
+        if flush:
+            self._stream.flush()
+
+    def flush(self) -> None:
         self._stream.flush()

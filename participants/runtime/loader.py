@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib
 
-from participants.runtime.participant import Participant
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from participants.runtime.participant import Participant
 
 BUILT_IN = {
     "sale": "participants.sale:participant",
@@ -15,6 +18,8 @@ BUILT_IN = {
 
 def load_participant(reference: str) -> Participant:
     """Import `MODULE:OBJECT` (or a built-in name) and return the Participant it names."""
+    from participants.runtime.participant import Participant
+
     reference = BUILT_IN.get(reference, reference)
     module_name, _, attribute = reference.partition(":")
     if not module_name or not attribute:

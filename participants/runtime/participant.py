@@ -12,7 +12,7 @@ attempt, parked in the dead-letter stream. docs/participants.md is the tutorial.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from sqlmodel import Session, SQLModel
 
@@ -22,6 +22,14 @@ HandlerResult = Event | Sequence[Event] | None
 Handler = Callable[[Event, Session], HandlerResult]
 # A control request: the request body and a session in a transaction -> (reply, events to emit).
 RequestHandler = Callable[[dict[str, Any], Session], tuple[dict[str, Any], Sequence[Event]]]
+
+
+class Simulation(Protocol):
+    """A participant's decisions without its database, for `sagactl bench --raw` (state in memory)."""
+
+    def handle(self, event: Event) -> HandlerResult: ...
+
+    def request(self, verb: str, body: dict[str, Any]) -> tuple[dict[str, Any], Sequence[Event]]: ...
 
 
 class TransientError(Exception):
@@ -52,6 +60,8 @@ class Participant:
     requests: dict[str, RequestHandler] = field(default_factory=dict)
     private_tables: Sequence[type[SQLModel]] = ()
     replay_history: bool = True
+    # Optional: makes a Simulation, so `sagactl bench --raw` can measure the messaging alone.
+    simulate: Callable[[], Simulation] | None = None
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier() or self.name.lower() != self.name:
@@ -72,9 +82,12 @@ class Participant:
         return sorted({subject_for(t) for t in self.handlers})
 
     def handle(self, event: Event, session: Session) -> list[Event]:
-        result = self.handlers[event.type](event, session)
-        if result is None:
-            return []
-        if isinstance(result, Event):
-            return [result]
-        return list(result)
+        return as_events(self.handlers[event.type](event, session))
+
+
+def as_events(result: HandlerResult) -> list[Event]:
+    if result is None:
+        return []
+    if isinstance(result, Event):
+        return [result]
+    return list(result)

@@ -2,12 +2,14 @@
 
 from participants.contract import ROLLBACK_INVENTORY, VALIDATED_PAYMENT
 from participants.runtime import Participant
-from participants.sale.handlers import get, on_rollback_inventory, on_validated_payment, submit
+from participants.sale.simulation import SaleSimulation
+from participants.sale.handlers import get, on_rollback_inventory, on_validated_payment, submit, submit_many
 from participants.sale.models import SaleRow
 
 participant = Participant(
     name="sale",
     tables=[SaleRow],
     handlers={VALIDATED_PAYMENT: on_validated_payment, ROLLBACK_INVENTORY: on_rollback_inventory},
-    requests={"submit": submit, "get": get},
+    requests={"submit": submit, "submit_many": submit_many, "get": get},
+    simulate=SaleSimulation,
 )

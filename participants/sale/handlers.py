@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import update
-from sqlmodel import Session, col
+from sqlmodel import Session
 
 from participants.contract import (
     CANCELED_SALE,
@@ -13,34 +12,68 @@ from participants.contract import (
     FINALIZED_SALE,
     ContractError,
     Event,
+    Sale,
     new_event,
     parse_sale,
+    to_cents,
 )
+from participants.runtime import Statement
 from participants.sale.models import SaleRow, SaleStatus
 
 PRODUCER = "sale"
+MAX_SALES_PER_REQUEST = 1000
+
+
+# The hot path: plain SQL on the transaction's connection (participants/runtime/lean.py).
+# The status column holds the enum's name, as SQLAlchemy stores an Enum.
+CLOSE = Statement(f"UPDATE {SaleRow.__tablename__} SET status = :status, reason = :reason WHERE id = :id AND status = 'PENDING'")
+EXISTS = Statement(f"SELECT 1 FROM {SaleRow.__tablename__} WHERE id = :id")
+OPEN = Statement(
+    f"INSERT INTO {SaleRow.__tablename__} (product_id, user_id, value, quantity, status) "
+    "VALUES (:product_id, :user_id, :value, :quantity, 'PENDING') RETURNING id"
+)
+
+
+def _open(session: Session, sale: Sale) -> Event:
+    """Store a PENDING sale; return its CREATED_SALE event (which needs the new id)."""
+    row = OPEN.run(session, product_id=sale.product_id, user_id=sale.user_id, value=to_cents(sale.value),
+                   quantity=sale.quantity).fetchone()
+    return new_event(CREATED_SALE, int(row[0]), sale, PRODUCER)
 
 
 def submit(body: dict[str, Any], session: Session) -> tuple[dict[str, Any], list[Event]]:
     """Store a new PENDING sale and decide its CREATED_SALE event."""
     sale = parse_sale(body.get("product_id"), body.get("user_id"), body.get("value"), body.get("quantity"))
-    row = SaleRow(**sale.model_dump(), status=SaleStatus.PENDING)
-    session.add(row)
-    session.flush()  # assigns the id the event needs
-    assert row.id is not None
-    return {"sale_id": row.id, "status": SaleStatus.PENDING.name}, [new_event(CREATED_SALE, row.id, sale, PRODUCER)]
+    event = _open(session, sale)
+    return {"sale_id": event.sale_id, "status": SaleStatus.PENDING.name}, [event]
+
+
+def submit_many(body: dict[str, Any], session: Session) -> tuple[dict[str, Any], list[Event]]:
+    """Store several sales in one transaction: `{"sales": [{product_id, user_id, value, quantity}, ...]}`.
+
+    All or nothing: one invalid sale refuses the whole request. The reply lists the sales in the
+    order given: `{"sales": [{"sale_id": 7, "status": "PENDING"}, ...]}`.
+    """
+    raw = body.get("sales")
+    if not isinstance(raw, list) or not raw or len(raw) > MAX_SALES_PER_REQUEST:
+        raise ContractError(f'submit_many needs {{"sales": [...]}} with 1 to {MAX_SALES_PER_REQUEST} sales')
+    sales = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise ContractError(f"sales[{index}] is not an object")
+        try:
+            sales.append(parse_sale(item.get("product_id"), item.get("user_id"), item.get("value"), item.get("quantity")))
+        except ContractError as exc:
+            raise ContractError(f"sales[{index}]: {exc}") from None
+    events = [_open(session, sale) for sale in sales]
+    return {"sales": [{"sale_id": e.sale_id, "status": SaleStatus.PENDING.name} for e in events]}, events
 
 
 def _close(session: Session, event: Event, status: SaleStatus, reason: str | None) -> bool:
     """Move a PENDING sale to a terminal status; False when it was already closed (a no-op)."""
-    result = session.exec(
-        update(SaleRow)
-        .where(col(SaleRow.id) == event.sale_id, col(SaleRow.status) == SaleStatus.PENDING)
-        .values(status=status, reason=reason)
-    )
-    if result.rowcount == 1:
+    if CLOSE.run(session, status=status.name, reason=reason, id=event.sale_id).rowcount == 1:
         return True
-    if session.get(SaleRow, event.sale_id) is None:
+    if EXISTS.run(session, id=event.sale_id).fetchone() is None:
         raise LookupError(f"sale {event.sale_id} does not exist")
     return False
 

@@ -11,7 +11,6 @@ from sagactl import logs as participant_logs
 from sagactl.cli.common import StateDirOption, err, handle_errors, out, state_dir
 from sagactl.errors import UsageError
 from sagactl.logs import LogLine
-from sagactl.views.logs import log_line
 
 
 def register(app: typer.Typer) -> None:
@@ -50,6 +49,8 @@ def logs(
 
 
 def _print_readable(line: LogLine) -> None:
+    from sagactl.views.logs import log_line  # the views import the contract (pydantic)
+
     out.print(log_line(line))
 
 

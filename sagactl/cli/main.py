@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from sagactl import __version__
-from sagactl.cli import logs, participant, run, sales, system, tail, trace
+from sagactl.cli import bench, logs, participant, run, sales, system, tail, trace
 
 app = typer.Typer(
     name="sagactl",
@@ -21,6 +21,7 @@ run.register(app)
 tail.register(app)
 trace.register(app)
 logs.register(app)
+bench.register(app)
 participant.register(app)
 
 

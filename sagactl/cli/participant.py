@@ -6,11 +6,8 @@ import os
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from participants.runtime import run as run_participant
 from sagactl.cli.common import JsonOption, NatsUrlOption, StateDirOption, err, handle_errors, out, print_json, run_async, state_dir
-from sagactl.client import SagaClient
 from sagactl.errors import ExitCode
 from sagactl.supervisor import Supervisor, load
 
@@ -41,6 +38,8 @@ def run(
 
     Example: sagactl participant run examples.shipping:participant
     """
+    from participants.runtime import run as run_participant
+
     participant = load(reference)
     supervisor = Supervisor(state_dir(state))
     urls = supervisor.nats_urls(nats_url)
@@ -71,6 +70,8 @@ def list_participants(state: StateDirOption = None, nats_url: NatsUrlOption = No
 
 
 async def _discover(urls: list[str]) -> list[dict[str, Any]]:
+    from sagactl.client import SagaClient
+
     client = await SagaClient.connect(urls, name="sagactl-participant-list")
     try:
         answers = await client.participants()
@@ -81,6 +82,8 @@ async def _discover(urls: list[str]) -> list[dict[str, Any]]:
 
 
 def _print(found: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
     if not found:
         err.print("no participant answered")
         return

@@ -5,22 +5,18 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.rule import Rule
-from rich.table import Table
 
 from sagactl.cli.common import err, handle_errors, out, print_json, run_async
-from sagactl.client import SagaClient
 from sagactl.errors import ExitCode
-from sagactl.scenario import loader
-from sagactl.scenario.model import Scenario
-from sagactl.scenario.runner import Report, follow_events, play
 from sagactl.statedir import StateDir
 from sagactl.supervisor import Supervisor
-from sagactl.views.events import event_line
-from sagactl.views.tables import render_state
+
+if TYPE_CHECKING:  # imported by the command itself, so `sagactl --help` stays fast
+    from sagactl.scenario.model import Scenario
+    from sagactl.scenario.runner import Report
 
 
 def register(app: typer.Typer) -> None:
@@ -38,6 +34,8 @@ def run(
 
     Example: sagactl run success
     """
+    from sagactl.scenario import loader
+
     plan = loader.load(loader.resolve(scenario))
     state = StateDir.at(tempfile.mkdtemp(prefix=f"sagactl-{plan.name}-"))
     supervisor = Supervisor(state)
@@ -60,6 +58,13 @@ def run(
 
 
 async def _play(plan: Scenario, urls: list[str], show: bool) -> Report:
+    from rich.rule import Rule
+
+    from sagactl.client import SagaClient
+    from sagactl.scenario.runner import follow_events, play
+    from sagactl.views.events import event_line
+    from sagactl.views.tables import render_state
+
     client = await SagaClient.connect(urls, name="sagactl-run")
     try:
         if show:
@@ -79,6 +84,8 @@ async def _play(plan: Scenario, urls: list[str], show: bool) -> Report:
 
 
 def _print_report(report: Report) -> None:
+    from rich.table import Table
+
     table = Table(title=f"{report.scenario}: {'passed' if report.passed else 'FAILED'} in {report.seconds:.2f}s", title_justify="left")
     table.add_column("expectation")
     table.add_column("verdict")

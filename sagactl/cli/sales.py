@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from participants.contract import ContractError, Sale, parse_sale
 from sagactl.cli.common import IntervalOption, JsonOption, NatsUrlOption, StateDirOption, WatchOption, out, handle_errors, print_json, run_async, state_dir
-from sagactl.client import SagaClient
 from sagactl.errors import ExitCode, UsageError
 from sagactl.supervisor import Supervisor
-from sagactl.views import live
-from sagactl.views.tables import render_state
+
+if TYPE_CHECKING:  # the CLI imports pydantic, nats and the views only in the command that runs
+    from participants.contract import Sale
 
 
 def register(app: typer.Typer) -> None:
@@ -35,6 +34,8 @@ def submit(
 
     Example: sagactl submit --product-id 1 --user-id 1 --value 20.00 --quantity 2 --wait
     """
+    from participants.contract import ContractError, parse_sale
+
     try:
         sale = parse_sale(_integer(product_id, "--product-id"), _integer(user_id, "--user-id"), value,
                           _integer(quantity, "--quantity"))
@@ -62,6 +63,8 @@ def _integer(raw: str, option: str) -> int:
 
 
 async def _submit(urls: list[str], sale: Sale, wait: bool, timeout: float) -> dict[str, Any]:
+    from sagactl.client import SagaClient
+
     client = await SagaClient.connect(urls)
     try:
         if wait:
@@ -85,10 +88,14 @@ def state(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: Js
 
     Example: sagactl state --json
     """
+    from sagactl.views.tables import render_state
+
     supervisor = Supervisor(state_dir(state))
     urls = supervisor.nats_urls(nats_url)
     expected = supervisor.expected_participants()
     if watch:
+        from sagactl.views import live
+
         return live.watch(lambda: run_async(_state(urls, expected)), lambda tables: out.print(render_state(tables)), interval, json)
     tables = run_async(_state(urls, expected))
     if json:
@@ -100,6 +107,8 @@ def state(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: Js
 
 
 async def _state(urls: list[str], expected: list[str]) -> dict[str, Any]:
+    from sagactl.client import SagaClient
+
     client = await SagaClient.connect(urls)
     try:
         return await client.state(await client.participant_names(expected))

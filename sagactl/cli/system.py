@@ -5,16 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from nats.js.errors import NotFoundError
-from rich.table import Table
 
-from participants.contract import DEAD_LETTER_STREAM, STREAM
-from participants.runtime import broker
 from participants.runtime.loader import BUILT_IN
 from sagactl.cli.common import IntervalOption, JsonOption, NatsUrlOption, StateDirOption, WatchOption, err, handle_errors, out, print_json, run_async, state_dir
 from sagactl.errors import ExitCode, Unavailable
 from sagactl.supervisor import Supervisor, parse_replicas, parse_with
-from sagactl.views import live
 
 
 def register(app: typer.Typer) -> None:
@@ -68,6 +63,8 @@ def status(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: J
     """
     supervisor = Supervisor(state_dir(state))
     if watch:
+        from sagactl.views import live
+
         return live.watch(lambda: _status_report(supervisor, nats_url), _print_status, interval, json)
     report = _status_report(supervisor, nats_url)
     if json:
@@ -92,6 +89,8 @@ def _status_report(supervisor: Supervisor, nats_url: str | None) -> dict[str, An
     report["stream"], report["consumers"], report["dead_letters"] = None, [], None
     report["nats_reachable"] = False
     if urls:
+        from participants.runtime import broker  # imports nats: only when there is a server to ask
+
         try:
             report.update(run_async(_stream_report(urls)))
             report["nats_reachable"] = True
@@ -103,6 +102,11 @@ def _status_report(supervisor: Supervisor, nats_url: str | None) -> dict[str, An
 
 
 async def _stream_report(urls: list[str]) -> dict[str, Any]:
+    from nats.js.errors import NotFoundError
+
+    from participants.contract import DEAD_LETTER_STREAM, STREAM
+    from participants.runtime import broker
+
     nc = await broker.connect(urls, "sagactl-status", reconnect_forever=False)
     try:
         js = nc.jetstream()
@@ -130,6 +134,8 @@ async def _stream_report(urls: list[str]) -> dict[str, Any]:
 
 
 def _print_status(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
     nats = report["nats_url"] or "(none: run `sagactl up`)"
     reach = "reachable" if report["nats_reachable"] else "[red]not reachable[/]"
     out.print(f"NATS: {nats} ({reach})   state: {report['state_dir']}")

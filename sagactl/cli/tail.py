@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
 
-from participants.contract import SUBJECTS, subject_for
 from participants.runtime.loader import BUILT_IN, load_participant
-from sagactl import history
 from sagactl.cli.common import NatsUrlOption, StateDirOption, err, handle_errors, out, run_async, state_dir
 from sagactl.cli.interrupt import until_interrupted
-from sagactl.client import SagaClient
 from sagactl.errors import UsageError
-from sagactl.history import Origin, Selection, StreamEvent
 from sagactl.statedir import StateDir
 from sagactl.supervisor import Supervisor
-from sagactl.views.events import event_line
+
+if TYPE_CHECKING:  # history imports nats and the contract pydantic: only when tail runs
+    from sagactl.history import Origin, StreamEvent
 
 
 def register(app: typer.Typer) -> None:
@@ -46,6 +44,10 @@ def tail(
 
     Example: sagactl tail --all --no-follow --type CANCELED_SALE --json
     """
+    from participants.contract import subject_for
+    from sagactl import history
+    from sagactl.history import Selection
+
     origin = _origin(all_, since, last, follow)
     stateful = state_dir(state)
     urls = Supervisor(stateful).nats_urls(nats_url)
@@ -58,6 +60,9 @@ def tail(
 
 
 def _origin(all_: bool, since: str | None, last: int | None, follow: bool) -> Origin:
+    from sagactl import history
+    from sagactl.history import Origin
+
     given = [name for name, value in (("--all", all_), ("--since", since), ("--last", last)) if value not in (None, False)]
     if len(given) > 1:
         raise UsageError(f"{' and '.join(given)} both say where to start: give one")
@@ -73,6 +78,8 @@ def _origin(all_: bool, since: str | None, last: int | None, follow: bool) -> Or
 
 
 def _checked_types(types: list[str], state: StateDir, urls: list[str]) -> list[str]:
+    from participants.contract import SUBJECTS
+
     unknown = [t for t in types if t not in SUBJECTS]
     if unknown:
         _register_system_participants(state)  # a participant added with `up --with` brings its own types
@@ -94,6 +101,8 @@ def _register_system_participants(state: StateDir) -> None:
 
 
 async def _discover(urls: list[str]) -> None:
+    from sagactl.client import SagaClient
+
     client = await SagaClient.connect(urls, name="sagactl-tail")
     try:
         await client.participants()
@@ -106,6 +115,8 @@ def _known_services(state: StateDir) -> set[str]:
 
 
 def _print_line(event: StreamEvent) -> None:
+    from sagactl.views.events import event_line
+
     body = event.body if event.body is not None else {"raw": event.data.decode(errors="replace")}
     out.print(event_line(body, when=event.time, seq=event.seq, subject=event.subject))
 

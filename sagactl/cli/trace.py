@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sagactl import history, logs
 from sagactl.cli.common import JsonOption, NatsUrlOption, StateDirOption, err, handle_errors, out, print_json, run_async, state_dir
 from sagactl.errors import SagactlError, UsageError
 from sagactl.statedir import StateDir
 from sagactl.supervisor import Supervisor
-from sagactl.trace import SagaTrace, build_trace
-from sagactl.views.trace import mermaid, render_trace, save_svg
+
+if TYPE_CHECKING:  # the trace model imports the contract (pydantic) and the stream reader nats
+    from sagactl.trace import SagaTrace
 
 
 def register(app: typer.Typer) -> None:
@@ -38,6 +38,8 @@ def trace(
 
     Example: sagactl trace 3 --mermaid
     """
+    from sagactl.views.trace import mermaid, render_trace, save_svg
+
     number = _sale_id(sale_id)
     if json and as_mermaid:
         raise UsageError("--json and --mermaid both choose the output: give one")
@@ -56,6 +58,9 @@ def trace(
 
 
 def load_trace(urls: list[str], sale_id: int, stateful: StateDir) -> SagaTrace:
+    from sagactl import history, logs
+    from sagactl.trace import build_trace
+
     events = run_async(history.sale_events(urls, sale_id))
     if not events:
         raise SagactlError(f"sale {sale_id} has no events on the SAGA stream (unknown sale id?)")

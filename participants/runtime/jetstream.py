@@ -1,0 +1,213 @@
+"""The JetStream wire protocol the hot path speaks directly, on plain core-NATS subscriptions.
+
+Why not the client's `fetch()` and `js.publish()`: `fetch` creates a task, an inbox and a
+`wait_for` per call and per message, and `js.publish` a future per message; at tens of thousands
+of events per second that bookkeeping was the largest cost (see docs/performance.md). The
+protocol underneath is documented and small:
+
+- pull: publish `{"batch": n, "expires": ns}` to `$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`
+  with a reply subject; up to n messages arrive on it (each under its own subject), then, if
+  fewer, a 408 status at expiry whose `Nats-Pending-Messages` header says how many were owed;
+- ack: publish `+ACK`, `-NAK {"delay": ns}` or `+TERM` to a message's reply subject, whose tokens
+  carry the stream sequence and the delivery count;
+- publish: a plain publish with a reply subject gets the PubAck (`{"stream":..,"seq":..}` or
+  `{"error":..}`) on that subject, so a batch's PubAcks can share one wildcard subscription.
+
+This is the one module that relies on how nats-py 2.16.0 (pinned) presents things: a status
+message carries `{"Status": "408", "Description": ...}` in `msg.headers`, with empty data.
+tests/test_jetstream_wire.py fails loudly if that changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import Any
+
+import orjson
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+NATS_PY_VERSION = "2.16.0"  # the version whose behaviour this module was written and tested against
+STATUS = "Status"
+DESCRIPTION = "Description"
+PENDING_MESSAGES = "Nats-Pending-Messages"
+ACK = b"+ACK"
+TERM = b"+TERM"
+
+
+def status_of(msg: Msg) -> str | None:
+    """The status code of a server status message (408, 409 ...), None for a real message."""
+    headers = msg.headers
+    if headers and not msg.data:
+        return headers.get(STATUS)
+    return None
+
+
+def delivery_info(reply: str) -> tuple[int, int]:
+    """(stream sequence, delivery count) from a JetStream message's ack subject.
+
+    `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>` and the newer form with
+    `<domain>.<account hash>` after `$JS.ACK` and a random token at the end.
+    """
+    tokens = reply.split(".")
+    if len(tokens) == 9:
+        return int(tokens[5]), int(tokens[4])
+    return int(tokens[7]), int(tokens[6])
+
+
+def nak_body(delay_s: float) -> bytes:
+    return b"-NAK " + orjson.dumps({"delay": int(delay_s * 1e9)})
+
+
+class PullConsumer:
+    """Keep pull requests outstanding on a durable consumer and buffer what arrives.
+
+    Credit: each request asks for `batch` messages and lives `expires_s`. A new request goes out
+    whenever the messages still owed to us drop below `2 * batch`, so the server always has
+    somewhere to deliver while the participant works on the previous batch. A delivered message
+    arrives under its own subject, so credit is one counter: each message takes one off, and a
+    request that ends early (408 at expiry, 409) takes off what its `Nats-Pending-Messages`
+    header says it still owed. With no word from the server for longer than a request lives
+    (a reconnect lost them), the credit starts again from zero.
+    """
+
+    def __init__(self, nc: Client, stream: str, consumer: str, batch: int, expires_s: float = 5.0) -> None:
+        self._nc = nc
+        self._api = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self._batch = batch
+        self._expires_s = expires_s
+        self._request = orjson.dumps({"batch": batch, "expires": int(expires_s * 1e9)})
+        self._inbox = nc.new_inbox()
+        self._sub: Any = None
+        self._owed = 0
+        self._heard_at = time.monotonic()
+        self._buffer: deque[Msg] = deque()
+        self._ready = asyncio.Event()
+        self.problems: deque[str] = deque(maxlen=20)  # 409 descriptions, for the participant's log
+
+    async def start(self) -> None:
+        self._sub = await self._nc.subscribe(self._inbox, cb=self._on_message, pending_msgs_limit=-1, pending_bytes_limit=-1)
+        await self._top_up()
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            try:
+                await self._sub.unsubscribe()
+            except Exception:
+                pass
+
+    def forget_requests(self) -> None:
+        """After a reconnect the server may have lost our pull requests: ask again from zero."""
+        self._owed = 0
+
+    async def next_batch(self, timeout: float) -> list[Msg]:
+        """Up to `batch` buffered messages; waits at most `timeout` for the first one."""
+        await self._top_up()
+        if not self._buffer:
+            self._ready.clear()
+            try:
+                await asyncio.wait_for(self._ready.wait(), timeout)
+            except asyncio.TimeoutError:
+                if time.monotonic() - self._heard_at > self._expires_s + 1.0:
+                    self._owed = 0
+                await self._top_up()
+                return []
+        take = min(len(self._buffer), self._batch)
+        batch = [self._buffer.popleft() for _ in range(take)]
+        await self._top_up()
+        return batch
+
+    async def _top_up(self) -> None:
+        if not self._nc.is_connected:
+            return
+        if self._owed == 0:
+            self._heard_at = time.monotonic()  # a fresh start of the silence clock
+        while self._owed + len(self._buffer) < 2 * self._batch:
+            self._owed += self._batch
+            await self._nc.publish(self._api, self._request, reply=self._inbox)
+
+    async def _on_message(self, msg: Msg) -> None:
+        self._heard_at = time.monotonic()
+        status = status_of(msg)
+        if status is None:
+            if self._owed > 0:
+                self._owed -= 1
+            self._buffer.append(msg)
+            self._ready.set()
+            return
+        # 408 request expired, 409 consumer deleted / leadership change / max waiting, 404 none.
+        headers = msg.headers or {}
+        pending = headers.get(PENDING_MESSAGES)
+        if pending is not None and pending.isdigit():
+            self._owed = max(self._owed - int(pending), 0)
+        else:
+            self._owed = 0
+        if status == "409":
+            self.problems.append(str(headers.get(DESCRIPTION, "409")))
+        self._ready.set()  # wake the loop so it sends a new request
+
+
+class _Pending:
+    """The PubAcks one `publish_all` call still waits for."""
+
+    __slots__ = ("remaining", "stored", "done")
+
+    def __init__(self, count: int, done: "asyncio.Future[None]") -> None:
+        self.remaining = count
+        self.stored = [False] * count
+        self.done = done
+
+
+class PubAcks:
+    """Publish to JetStream with the PubAcks of many messages collected on one subscription."""
+
+    def __init__(self, nc: Client) -> None:
+        self._nc = nc
+        self._prefix = nc.new_inbox()
+        self._counter = 0
+        self._waiting: dict[str, tuple[_Pending, int]] = {}
+        self._sub: Any = None
+
+    async def start(self) -> None:
+        self._sub = await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_ack, pending_msgs_limit=-1, pending_bytes_limit=-1)
+
+    async def publish_all(self, messages: list[tuple[str, bytes, str]], timeout: float) -> list[bool]:
+        """Publish (subject, payload, msg id) each with `Nats-Msg-Id`; True for each one stored.
+
+        Waits until every PubAck arrived or `timeout` passed; a message without a PubAck counts as
+        not stored (the caller republishes it; the stream's duplicate window drops the copy).
+        """
+        if not messages:
+            return []
+        pending = _Pending(len(messages), asyncio.get_running_loop().create_future())
+        replies = []
+        for index, (subject, payload, msg_id) in enumerate(messages):
+            self._counter += 1
+            reply = f"{self._prefix}.{self._counter}"
+            replies.append(reply)
+            self._waiting[reply] = (pending, index)
+            await self._nc.publish(subject, payload, reply=reply, headers={"Nats-Msg-Id": msg_id})
+        try:
+            await asyncio.wait_for(asyncio.shield(pending.done), timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            for reply in replies:
+                self._waiting.pop(reply, None)
+        return pending.stored
+
+    async def _on_ack(self, msg: Msg) -> None:
+        entry = self._waiting.pop(msg.subject, None)
+        if entry is None:
+            return
+        pending, index = entry
+        if status_of(msg) is None:  # a 503 status means no stream took the message
+            try:
+                pending.stored[index] = "error" not in orjson.loads(msg.data)
+            except orjson.JSONDecodeError:
+                pass
+        pending.remaining -= 1
+        if pending.remaining == 0 and not pending.done.done():
+            pending.done.set_result(None)

@@ -1,0 +1,97 @@
+"""The JetStream wire protocol the hot path speaks (participants/runtime/jetstream.py).
+
+These tests pin what that module relies on in nats-py: if the client changes how it presents a
+status message, or its version moves from the pinned one, they fail here, loudly, first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import time
+
+import nats
+import pytest
+
+from participants.contract import STREAM
+from participants.runtime import broker
+from participants.runtime.jetstream import NATS_PY_VERSION, PubAcks, PullConsumer, delivery_info, nak_body, status_of
+
+
+def test_nats_py_is_the_pinned_version() -> None:
+    installed = importlib.metadata.version("nats-py")
+    assert installed == NATS_PY_VERSION, (
+        f"nats-py {installed} is installed; participants/runtime/jetstream.py was checked against "
+        f"{NATS_PY_VERSION}: rerun tests/test_jetstream_wire.py, then update NATS_PY_VERSION and the pin"
+    )
+
+
+def test_delivery_info_reads_both_ack_subject_forms() -> None:
+    assert delivery_info("$JS.ACK.SAGA.inventory.3.120.77.1700000000000000000.5") == (120, 3)
+    assert delivery_info("$JS.ACK.hub.ACCHASH.SAGA.inventory.2.121.78.1700000000000000000.0.rand") == (121, 2)
+    assert nak_body(0.4) == b'-NAK {"delay":400000000}'
+
+
+async def _setup(url: str, durable: str, subject: str) -> nats.NATS:
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    await broker.ensure_streams(js)
+    await broker.ensure_consumer(js, broker.consumer_config(durable, [subject], 5, 30))
+    return nc
+
+
+async def test_expired_pull_request_is_a_408_status_with_pending_count(nats_url: str) -> None:
+    nc = await _setup(nats_url, "probe", "saga.probe.status")
+    try:
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox)
+        await nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{STREAM}.probe", b'{"batch": 7, "expires": 200000000}', reply=inbox)
+        msg = await sub.next_msg(timeout=5)
+        assert status_of(msg) == "408", f"nats-py presented the status as headers={msg.headers!r} data={msg.data!r}"
+        assert msg.headers.get("Nats-Pending-Messages") == "7"
+    finally:
+        await nc.close()
+
+
+@pytest.mark.parametrize("batch", [1, 64])
+async def test_pull_consumer_delivers_everything_and_keeps_credit(nats_url: str, batch: int) -> None:
+    nc = await _setup(nats_url, f"probe{batch}", f"saga.probe.b{batch}")
+    try:
+        puller = PullConsumer(nc, STREAM, f"probe{batch}", batch, expires_s=0.5)
+        await puller.start()
+        js = nc.jetstream()
+        got: list[bytes] = []
+        # Published in two waves, the second after the first pull requests expired.
+        for wave in range(2):
+            for i in range(150):
+                await js.publish(f"saga.probe.b{batch}", f"{wave}-{i}".encode())
+            deadline = time.monotonic() + 20
+            while len(got) < 150 * (wave + 1):
+                assert time.monotonic() < deadline, f"only {len(got)} messages arrived"
+                for msg in await puller.next_batch(0.2):
+                    assert status_of(msg) is None
+                    await nc.publish(msg.reply, b"+ACK")
+                    got.append(msg.data)
+                    assert delivery_info(msg.reply)[1] == 1
+            await asyncio.sleep(1.2)
+        assert len(set(got)) == 300
+        await puller.stop()
+    finally:
+        await nc.close()
+
+
+async def test_puback_collector_reports_stored_duplicate_and_missing(nats_url: str) -> None:
+    nc = await _setup(nats_url, "probe-pub", "saga.probe.pub")
+    try:
+        pubacks = PubAcks(nc)
+        await pubacks.start()
+        stored = await pubacks.publish_all(
+            [("saga.probe.pub", b"a", "id-1"), ("saga.probe.pub", b"a", "id-1"), ("nowhere.at.all", b"b", "id-2")], timeout=5
+        )
+        # A copy with the same message id is acknowledged (as a duplicate, not stored twice);
+        # a subject no stream listens to gets a 503 status: not stored.
+        assert stored == [True, True, False]
+        info = await nc.jetstream().stream_info(STREAM)
+        assert info.state.messages == 1
+    finally:
+        await nc.close()
