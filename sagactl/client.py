@@ -85,9 +85,15 @@ class SagaClient:
         return answer
 
     # -- sales ---------------------------------------------------------------------------
-    async def submit(self, sale: Sale) -> int:
-        """Submit a sale through the sale service; return its id (the saga has started)."""
-        answer = await self.request("sale", "submit", sale.model_dump(mode="json"))
+    async def submit(self, sale: Sale, request_id: str | None = None) -> int:
+        """Submit a sale through the sale service; return its id (the saga has started).
+
+        Give a `request_id` to make retries safe: the same id submitted again returns the first
+        sale instead of starting another (the reply of the first may have been lost)."""
+        body = sale.model_dump(mode="json")
+        if request_id is not None:
+            body["request_id"] = request_id
+        answer = await self.request("sale", "submit", body)
         return int(answer["sale_id"])
 
     async def submit_many(self, sales: list[Sale], timeout: float = REQUEST_TIMEOUT_S) -> list[int]:

@@ -81,7 +81,11 @@ def port_closes(port: int, timeout: float = 2.0) -> bool:
 
 
 def pid_alive(pid: int | None) -> bool:
-    """True while the process runs; reaps it when it is our own finished child."""
+    """True while the process runs or is still exiting; reaps it when it is our own finished child.
+
+    A killed multi-threaded process (nats-server) shows its main thread as a zombie while its
+    other threads still exit and still hold its sockets: it is not gone until it can be reaped.
+    """
     if not pid:
         return False
     try:
@@ -91,10 +95,13 @@ def pid_alive(pid: int | None) -> bool:
         return False
     if state in ("Z", "X"):
         try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        return False
+            reaped, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # not our child: gone once its last thread is
+            try:
+                return len(os.listdir(f"/proc/{pid}/task")) > 1
+            except FileNotFoundError:
+                return False
+        return reaped == 0
     return True
 
 

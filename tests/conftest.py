@@ -7,12 +7,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
+from participants.runtime.loader import BUILT_IN
 from sagactl.statedir import StateDir
-from sagactl.supervisor import Supervisor, nats_server_binary
+from sagactl.supervisor import Supervisor, nats_server_binary, read_pid
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -35,5 +36,35 @@ def system(state: StateDir) -> Iterator[Supervisor]:
     try:
         supervisor.up(None)
         yield supervisor
+    finally:
+        supervisor.down()
+
+
+@pytest.fixture
+def fast_ack(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 1 s ack wait for the participants this test starts: an event held by a killed one comes back at once."""
+    monkeypatch.setenv("SAGACTL_ACK_WAIT", "1")
+
+
+@pytest.fixture
+def fast_system(fast_ack: None, system: Supervisor) -> Supervisor:
+    """`system` with a 1 s ack wait (`fast_ack` is set up first: fixtures run in the order requested)."""
+    return system
+
+
+@pytest.fixture
+def lone_participant(nats_url: str, state: StateDir) -> Iterator[Callable[..., int]]:
+    """Start one built-in participant against the test's own nats-server: `start("inventory", SAGACTL_X="1")`.
+
+    Calling it again restarts the participant if it died (with the environment given then).
+    """
+    supervisor = Supervisor(state)
+
+    def start(name: str, **env: str) -> int:
+        supervisor.up(nats_url, participants={name: BUILT_IN[name]}, extra_env={name: env})
+        return int(read_pid(state.pid_file(name)) or 0)
+
+    try:
+        yield start
     finally:
         supervisor.down()

@@ -207,6 +207,6 @@ def test_setup_users_and_baseline(tmp_path: Path) -> None:
     apply_request(engine, payment.requests["setup"], {"users": {"1": {"balance": "1000.00"}, "2": {"name": "b", "balance": "5"}}})
     reply, _ = apply_request(engine, payment.requests["baseline"], {})
     assert sorted(reply["users"], key=lambda u: u["user_id"]) == [
-        {"user_id": 1, "baseline": "1030.00", "balance": "1000.00"},
-        {"user_id": 2, "baseline": "5.00", "balance": "5.00"},
+        {"user_id": 1, "baseline": "1030.00", "balance": "1000.00", "paid": "30.00", "payments": 1},
+        {"user_id": 2, "baseline": "5.00", "balance": "5.00", "paid": "0.00", "payments": 0},
     ]

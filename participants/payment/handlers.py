@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from participants.contract import (
@@ -70,7 +71,12 @@ def setup(body: dict[str, Any], session: Session) -> tuple[dict[str, Any], list[
 
 
 def baseline(body: dict[str, Any], session: Session) -> tuple[dict[str, Any], list[Event]]:
-    """Each user's baseline and current balance, for the conservation check."""
+    """Each user's baseline, current balance and total paid, read in one transaction so the
+    conservation check (baseline = balance + paid) holds exactly even while sagas run."""
     rows = session.exec(select(BalanceBaseline, User).join(User, col(User.id) == col(BalanceBaseline.user_id), isouter=True)).all()
+    paid = {user_id: (total, count) for user_id, total, count in session.exec(
+        select(Payment.user_id, func.sum(Payment.value), func.count()).group_by(col(Payment.user_id)))}
     return {"users": [{"user_id": b.user_id, "baseline": f"{b.balance:.2f}",
-                       "balance": f"{u.balance:.2f}" if u else None} for b, u in rows]}, []
+                       "balance": f"{u.balance:.2f}" if u else None,
+                       "paid": f"{paid.get(b.user_id, (Decimal(0), 0))[0] or Decimal(0):.2f}",
+                       "payments": paid.get(b.user_id, (0, 0))[1]} for b, u in rows]}, []

@@ -104,7 +104,9 @@ def describe(exc: BaseException) -> str:
     return text.replace("nats: ", "")
 
 
-def stream_config(replicas: int = 1, max_age_s: float = 0, max_bytes: int = -1) -> StreamConfig:
+def stream_config(
+    replicas: int = 1, max_age_s: float = 0, max_bytes: int = -1, duplicate_window_s: float = DUPLICATE_WINDOW_S
+) -> StreamConfig:
     """The saga history: file storage, limits retention, so every event stays readable."""
     return StreamConfig(
         name=STREAM,
@@ -114,7 +116,7 @@ def stream_config(replicas: int = 1, max_age_s: float = 0, max_bytes: int = -1) 
         discard=DiscardPolicy.OLD,
         max_age=max_age_s or None,
         max_bytes=max_bytes,
-        duplicate_window=DUPLICATE_WINDOW_S,
+        duplicate_window=duplicate_window_s,
         num_replicas=replicas,
     )
 
@@ -129,9 +131,12 @@ def dead_letter_config(replicas: int = 1) -> StreamConfig:
     )
 
 
-async def ensure_streams(js: JetStreamContext, replicas: int = 1, max_age_s: float = 0, max_bytes: int = -1) -> None:
+async def ensure_streams(
+    js: JetStreamContext, replicas: int = 1, max_age_s: float = 0, max_bytes: int = -1,
+    duplicate_window_s: float = DUPLICATE_WINDOW_S,
+) -> None:
     """Create the saga stream and the dead-letter stream unless they exist (never reconfigure)."""
-    for config in (stream_config(replicas, max_age_s, max_bytes), dead_letter_config(replicas)):
+    for config in (stream_config(replicas, max_age_s, max_bytes, duplicate_window_s), dead_letter_config(replicas)):
         try:
             await js.stream_info(config.name)
         except NotFoundError:
@@ -139,12 +144,7 @@ async def ensure_streams(js: JetStreamContext, replicas: int = 1, max_age_s: flo
 
 
 def consumer_config(
-    durable: str,
-    subjects: list[str],
-    max_deliver: int,
-    ack_wait_s: float,
-    max_ack_pending: int = 4096,
-    only_new: bool = False,
+    durable: str, subjects: list[str], ack_wait_s: float, max_ack_pending: int = 4096, only_new: bool = False
 ) -> ConsumerConfig:
     """A participant's durable pull consumer, filtered to the events it handles.
 
@@ -157,22 +157,26 @@ def consumer_config(
         deliver_policy=DeliverPolicy.NEW if only_new else DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=ack_wait_s,
-        # One more than the runtime's own limit: the runtime dead-letters on its last delivery,
-        # so the server never silently drops an event that reached max_deliver.
-        max_deliver=max_deliver + 1,
+        # No server-side limit: the runtime decides (participants/runtime/retry.py). It
+        # dead-letters poison on its last allowed delivery and retries a locked or unreachable
+        # database for as long as it lasts; the server must never silently stop delivering.
+        max_deliver=-1,
         filter_subjects=subjects,
         max_ack_pending=max_ack_pending,
     )
 
 
 async def ensure_consumer(js: JetStreamContext, config: ConsumerConfig) -> None:
-    """Create the durable consumer, or update it in place when its filters changed."""
+    """Create the durable consumer, or update it in place when its filters or retry settings changed."""
     try:
         info = await js.consumer_info(STREAM, config.durable_name or "")
     except NotFoundError:
         await js.add_consumer(STREAM, config)
         return
-    if sorted(info.config.filter_subjects or [info.config.filter_subject or ""]) != sorted(
-        config.filter_subjects or []
+    current = info.config
+    if (
+        sorted(current.filter_subjects or [current.filter_subject or ""]) != sorted(config.filter_subjects or [])
+        or current.ack_wait != config.ack_wait
+        or (current.max_deliver or -1) != config.max_deliver
     ):
         await js.add_consumer(STREAM, config)

@@ -24,6 +24,8 @@ class CrashPoints:
             point, _, count = spec.partition(":")
             if point not in CRASH_POINTS:
                 raise ValueError(f"unknown crash point {point!r}; known: {', '.join(CRASH_POINTS)}")
+            if count and (not count.isdigit() or int(count) < 1):
+                raise ValueError(f"the count after {point}: must be an integer >= 1, not {count!r}")
             self.point = point
             self.remaining = int(count or "1")
 

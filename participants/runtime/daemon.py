@@ -15,6 +15,7 @@ import signal
 import socket
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 import orjson
@@ -22,6 +23,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from sqlalchemy import Connection
+from sqlalchemy.exc import ArgumentError
 
 from participants.contract import (
     DEAD_LETTER_SUBJECT_ROOT,
@@ -33,13 +35,15 @@ from participants.contract import (
     control_subject,
     parse_event,
 )
-from participants.runtime import broker, jetstream
+from participants.runtime import broker, jetstream, recovery
 from participants.runtime.crashpoints import AFTER_COMMIT, MID_BATCH, CrashPoints
 from participants.runtime.database import create_schema, make_engine, seed_once, table_rows
 from participants.runtime.eventlog import EventLog
 from participants.runtime.outbox import OutboxRelay, Retention
+from participants.runtime.pages import read_page
 from participants.runtime.participant import Participant, Simulation, as_events
-from participants.runtime.settings import Settings
+from participants.runtime.retry import failure_action
+from participants.runtime.settings import ConfigError, Settings
 from participants.runtime.transaction import Applied, Message, Outcome, apply_batch, apply_event, outbox_messages, run_request
 
 FETCH_TIMEOUT_S = 0.5
@@ -67,7 +71,7 @@ class ParticipantDaemon:
         self.settings = settings
         self.log = EventLog(participant.name, settings.replica)
         self.crash = CrashPoints(settings.crash_point)
-        self.engine = make_engine(settings.db_url, settings.sqlite_synchronous)
+        self.engine = make_engine(settings.db_url, settings.sqlite_synchronous, settings.sqlite_busy_timeout_s)
         self.simulation: Simulation | None = None
         if settings.raw:
             if participant.simulate is None:
@@ -95,11 +99,12 @@ class ParticipantDaemon:
         durable = self.participant.name
         await self._declare(durable)
         settings = self.settings
+        window = await self._duplicate_window()
         retention = Retention.for_consumer(
-            broker.DUPLICATE_WINDOW_S, settings.max_deliver, settings.ack_wait_s, MAX_RETRY_DELAY_S, settings.outbox_keep_s
+            window, settings.max_deliver, settings.ack_wait_s, MAX_RETRY_DELAY_S, settings.outbox_keep_s
         )
         self.relay = OutboxRelay(None if settings.raw else self.engine, self.nc, self.crash, self.log, retention)
-        await self.relay.start()  # queues what a previous run committed but never published
+        await self.relay.start(lambda rows: self._stored_already(rows, window))  # what a previous run never marked sent
         await self._subscribe_control()
         self.puller = jetstream.PullConsumer(self.nc, STREAM, durable, settings.batch_size, PULL_EXPIRES_S)
         await self.puller.start()
@@ -123,7 +128,10 @@ class ParticipantDaemon:
                 await self.nc.flush(timeout=2)
             except Exception:
                 pass
-            await self.nc.close()
+            try:
+                await self.nc.close()
+            except Exception:  # stopped while NATS was away: the client's transport is already gone
+                pass
             self._reset_connection()
             self.engine.dispose()
             self.log.write("stopped")
@@ -133,19 +141,34 @@ class ParticipantDaemon:
         assert self.js is not None
         settings = self.settings
         config = broker.consumer_config(
-            durable, self.participant.subjects, settings.max_deliver, settings.ack_wait_s,
-            only_new=not self.participant.replay_history,
+            durable, self.participant.subjects, settings.ack_wait_s, only_new=not self.participant.replay_history
         )
         deadline = time.monotonic() + DECLARE_TIMEOUT_S
         while True:
             try:
-                await broker.ensure_streams(self.js, settings.stream_replicas, settings.stream_max_age_s, settings.stream_max_bytes)
+                await broker.ensure_streams(self.js, settings.stream_replicas, settings.stream_max_age_s, settings.stream_max_bytes,
+                                            settings.stream_duplicate_window_s)
                 await broker.ensure_consumer(self.js, config)
                 return
             except Exception as exc:
                 if time.monotonic() > deadline:
                     raise broker.BrokerUnavailable(f"JetStream is not usable: {broker.describe(exc)}") from None
                 await asyncio.sleep(0.2)
+
+    async def _stored_already(self, rows: list[tuple[str, str, datetime]], window: float) -> set[str]:
+        try:
+            return await recovery.stored_already(self.nc, rows, window)  # type: ignore[arg-type]
+        except Exception as exc:  # cannot tell: publish them again, as before
+            self.log.write("outbox_recovery_failed", error=broker.describe(exc))
+            return set()
+
+    async def _duplicate_window(self) -> float:
+        """The SAGA stream's duplicate window as the server has it (another process may have created it)."""
+        assert self.js is not None
+        try:
+            return float((await self.js.stream_info(STREAM)).config.duplicate_window or broker.DUPLICATE_WINDOW_S)
+        except Exception:
+            return broker.DUPLICATE_WINDOW_S
 
     async def _on_connection(self, what: str) -> None:
         if what == "reconnected" and self.puller is not None:
@@ -159,6 +182,7 @@ class ParticipantDaemon:
         await self.nc.subscribe(control_subject(name, "ping"), cb=self._on_ping)
         await self.nc.subscribe(DISCOVER_SUBJECT, cb=self._on_discover)
         await self.nc.subscribe(control_subject(name, "state"), queue=name, cb=self._on_state)
+        await self.nc.subscribe(control_subject(name, "rows"), queue=name, cb=self._on_rows)
         for verb in self.participant.requests:
             await self.nc.subscribe(control_subject(name, verb), queue=name, cb=self._on_request)
 
@@ -186,10 +210,24 @@ class ParticipantDaemon:
         if self.simulation is not None:
             await msg.respond(orjson.dumps({"participant": self.participant.name, "tables": {}, "raw": True}))
             return
-        with Session(self.engine) as session:
-            tables = {t.__tablename__: table_rows(session, t) for t in self.participant.tables}  # type: ignore[attr-defined]
-            session.rollback()
-        await msg.respond(orjson.dumps({"participant": self.participant.name, "tables": tables}))
+        try:
+            with Session(self.engine) as session:
+                tables = {t.__tablename__: table_rows(session, t) for t in self.participant.tables}  # type: ignore[attr-defined]
+                session.rollback()
+            reply = {"participant": self.participant.name, "tables": tables}
+        except Exception as exc:  # a locked or failing database: say so instead of leaving the caller to time out
+            reply = {"error": f"{self.participant.name} could not read its tables: {type(exc).__name__}: {exc}"}
+        await msg.respond(orjson.dumps(reply))
+
+    async def _on_rows(self, msg: Msg) -> None:
+        try:
+            body = orjson.loads(msg.data)
+            reply = read_page(self.engine, self.participant.tables, body if isinstance(body, dict) else {}, self.nc.max_payload // 2)  # type: ignore[union-attr]
+        except (ContractError, orjson.JSONDecodeError) as exc:
+            reply = orjson.dumps({"error": str(exc)})
+        except Exception as exc:
+            reply = orjson.dumps({"error": f"{self.participant.name} could not read rows: {type(exc).__name__}: {exc}"})
+        await msg.respond(reply)
 
     async def _on_request(self, msg: Msg) -> None:
         verb = msg.subject.rsplit(".", 1)[1]
@@ -319,7 +357,7 @@ class ParticipantDaemon:
                 "failed", flush=False, event_id=event.event_id, sale_id=event.sale_id, type=event.type,
                 deliveries=deliveries, error=error,
             )
-            return Verdict("dead" if deliveries >= self.settings.max_deliver else "retry", error), []
+            return Verdict(failure_action(exc, deliveries, self.settings.max_deliver), error), []
         if outcome.applied is Applied.RACED:
             return Verdict("retry", "raced with another replica"), []
         self._log_outcome(msg, event, outcome, (time.perf_counter() - started) * 1000)
@@ -376,14 +414,18 @@ class ParticipantDaemon:
 
 def run(participant: Participant, settings: Settings | None = None) -> None:
     """Run a participant until SIGTERM or SIGINT; the entry point of every participant process."""
-    settings = settings or Settings.from_env(participant.name)
+    try:
+        settings = settings or Settings.from_env(participant.name)
+        daemon = ParticipantDaemon(participant, settings)
+    except (ConfigError, ArgumentError) as exc:  # before any database or connection is opened: nothing changed
+        EventLog(participant.name).write("fatal", error=f"configuration error: {exc}")
+        raise SystemExit(2) from None
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    daemon = ParticipantDaemon(participant, settings)
     try:
         asyncio.run(daemon.serve())
     except broker.BrokerUnavailable as exc:

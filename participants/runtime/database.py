@@ -72,11 +72,11 @@ def utc_datetime() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def make_engine(url: str, synchronous: str = "NORMAL") -> Engine:
+def make_engine(url: str, synchronous: str = "NORMAL", busy_timeout_s: float = 30.0) -> Engine:
     """Create the engine for a participant database URL (SQLite tuned for one writer at a time)."""
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    engine = create_engine(url, connect_args={"timeout": busy_timeout_s, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -85,7 +85,7 @@ def make_engine(url: str, synchronous: str = "NORMAL") -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={synchronous}")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

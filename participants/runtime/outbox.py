@@ -20,6 +20,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
+from datetime import datetime
 from typing import Awaitable, Callable
 
 from nats.aio.client import Client
@@ -36,6 +37,9 @@ MAX_ROUND = 4096  # messages published per round
 MARK_EVERY_S = 0.1
 HOUSEKEEPING_EVERY_S = 5.0
 PRUNE_CHUNK = 20_000
+
+# (subject, event id, created at) of unsent rows -> the event ids the stream holds already.
+StoredAlready = Callable[[list[tuple[str, str, datetime]]], Awaitable[set[str]]]
 
 _OUTBOX = OutboxEntry.__table__  # type: ignore[attr-defined]
 _INBOX = InboxEntry.__table__  # type: ignore[attr-defined]
@@ -84,25 +88,38 @@ class OutboxRelay:
         self._to_mark: list[str] = []
         self._marked_at = time.monotonic()
         self._housekept_at = time.monotonic()
+        self._started = time.monotonic()
 
     @property
     def backlog(self) -> int:
         """Messages queued or in flight."""
         return self._queued
 
-    async def start(self) -> None:
-        """Subscribe for PubAcks and queue what a previous run committed but never marked sent."""
+    async def start(self, stored_already: StoredAlready | None = None) -> None:
+        """Subscribe for PubAcks and queue what a previous run committed but never marked sent.
+
+        `stored_already` names the rows the stream holds already (participants/runtime/recovery.py):
+        those are marked sent instead of published again.
+        """
         await self._pubacks.start()
+        self._started = time.monotonic()
         if self._bind is None:
             return
         with transaction(self._bind) as connection:
             rows = connection.execute(
-                select(_OUTBOX.c.subject, _OUTBOX.c.payload, _OUTBOX.c.event_id)
+                select(_OUTBOX.c.subject, _OUTBOX.c.payload, _OUTBOX.c.event_id, _OUTBOX.c.created_at)
                 .where(_OUTBOX.c.sent_at.is_(None))
                 .order_by(_OUTBOX.c.id)
             ).all()
+        if rows and stored_already is not None:
+            stored = await stored_already([(s, i, c) for s, _, i, c in rows])
+            if stored:
+                with transaction(self._bind) as connection:
+                    mark_sent(connection, sorted(stored), utc_datetime())
+                self._log.write("outbox_recovered", stored_already=len(stored))
+                rows = [row for row in rows if row[2] not in stored]
         if rows:
-            self.submit([(s, bytes(p), i) for s, p, i in rows])
+            self.submit([(s, bytes(p), i) for s, p, i, _ in rows])
 
     def submit(self, messages: list[Message], then: Callable[[], Awaitable[None]] | None = None) -> None:
         """Queue committed events; `then` runs once all of them are stored in the stream."""
@@ -208,6 +225,10 @@ class OutboxRelay:
         if time.monotonic() - self._housekept_at < HOUSEKEEPING_EVERY_S:
             return
         self._housekept_at = time.monotonic()
+        if self._housekept_at - self._started < self._retention.inbox_s:
+            # Events this participant applied before a restart may still come back (unacked when
+            # it died): keep their inbox rows until they have had the time to.
+            return
         try:
             prune(self._bind, self._retention)
         except Exception as exc:

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 from sqlmodel import Session, SQLModel
 
 from participants.contract import Event, subject_for
+from participants.runtime import faults
 
 HandlerResult = Event | Sequence[Event] | None
 Handler = Callable[[Event, Session], HandlerResult]
@@ -68,7 +69,7 @@ class Participant:
             raise ValueError(f"participant name {self.name!r} must be a lowercase identifier")
         for event_type in self.handlers:
             subject_for(event_type)  # every handled type must be registered in the contract
-        reserved = {"state", "ping"} & set(self.requests)
+        reserved = {"state", "ping", "rows"} & set(self.requests)
         if reserved:
             raise ValueError(f"request names {sorted(reserved)} are reserved by the runtime")
 
@@ -82,6 +83,7 @@ class Participant:
         return sorted({subject_for(t) for t in self.handlers})
 
     def handle(self, event: Event, session: Session) -> list[Event]:
+        faults.inject(event.event_id)  # the one call site of injected faults; a no-op unless configured
         return as_events(self.handlers[event.type](event, session))
 
 

@@ -157,7 +157,11 @@ def apply_event(engine: Engine, participant: Participant, event: Event) -> Outco
             session.commit()
         except IntegrityError:
             session.rollback()
-            return Outcome(Applied.RACED)
+            if session.get(InboxEntry, event.event_id) is not None:
+                return Outcome(Applied.RACED)
+            # Not a race on the inbox but the handler's own rows breaking a constraint: a failure
+            # like any other (retried, then dead-lettered), never an endless silent retry.
+            raise
     return Outcome(Applied.DONE, emitted)
 
 

@@ -18,7 +18,7 @@ from participants.contract import (
     to_cents,
 )
 from participants.runtime import Statement
-from participants.sale.models import SaleRow, SaleStatus
+from participants.sale.models import SaleRow, SaleStatus, SubmitKey
 
 PRODUCER = "sale"
 MAX_SALES_PER_REQUEST = 1000
@@ -42,9 +42,24 @@ def _open(session: Session, sale: Sale) -> Event:
 
 
 def submit(body: dict[str, Any], session: Session) -> tuple[dict[str, Any], list[Event]]:
-    """Store a new PENDING sale and decide its CREATED_SALE event."""
+    """Store a new PENDING sale and decide its CREATED_SALE event.
+
+    With a `request_id` (any string of 1-64 characters) a repeated submit returns the sale the
+    first one created, and starts nothing.
+    """
     sale = parse_sale(body.get("product_id"), body.get("user_id"), body.get("value"), body.get("quantity"))
+    request_id = body.get("request_id")
+    if request_id is not None:
+        if not isinstance(request_id, str) or not 1 <= len(request_id) <= 64:
+            raise ContractError("request_id must be a string of 1 to 64 characters")
+        known = session.get(SubmitKey, request_id)
+        if known is not None:
+            existing = session.get(SaleRow, known.sale_id)
+            status = existing.status.name if existing is not None else "UNKNOWN"
+            return {"sale_id": known.sale_id, "status": status, "repeated": True}, []
     event = _open(session, sale)
+    if request_id is not None:
+        session.add(SubmitKey(request_id=request_id, sale_id=event.sale_id))
     return {"sale_id": event.sale_id, "status": SaleStatus.PENDING.name}, [event]
 
 

@@ -25,3 +25,12 @@ class SaleRow(SQLModel, table=True):
     quantity: int
     status: SaleStatus = Field(default=SaleStatus.PENDING, index=True)
     reason: str | None = Field(default=None, max_length=255)
+
+
+class SubmitKey(SQLModel, table=True):
+    """A client's key for one submit: the same key submitted again returns the sale it created,
+    so a client that lost the reply can retry without buying twice."""
+
+    __tablename__ = "submit_keys"
+    request_id: str = Field(primary_key=True, max_length=64)
+    sale_id: int

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from sagactl import __version__
-from sagactl.cli import bench, logs, participant, run, sales, system, tail, trace
+from sagactl.cli import bench, check, deadletters, logs, participant, run, sales, scenario, system, tail, trace
 
 app = typer.Typer(
     name="sagactl",
@@ -22,6 +22,9 @@ tail.register(app)
 trace.register(app)
 logs.register(app)
 bench.register(app)
+check.register(app)
+deadletters.register(app)
+scenario.register(app)
 participant.register(app)
 
 

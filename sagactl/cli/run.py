@@ -1,22 +1,20 @@
-"""`sagactl run SCENARIO`: a self-contained demonstration on a fresh, private state."""
+"""`sagactl run SCENARIO`: play a scenario file on a fresh, private system and judge it."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
+import json as json_text  # `json` is the name of the --json option
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from sagactl.cli.common import err, handle_errors, out, print_json, run_async
+from sagactl.cli.common import err, handle_errors, out, print_json
 from sagactl.errors import ExitCode
-from sagactl.statedir import StateDir
-from sagactl.supervisor import Supervisor
 
 if TYPE_CHECKING:  # imported by the command itself, so `sagactl --help` stays fast
-    from sagactl.scenario.model import Scenario
-    from sagactl.scenario.runner import Report
+    from sagactl.scenario.model import Scenario, Step
+    from sagactl.scenario.runner import Observer, Report, StepResult
+
+MAX_ROWS_SHOWN = 12  # per table; a load scenario's sales table has hundreds
 
 
 def register(app: typer.Typer) -> None:
@@ -24,78 +22,99 @@ def register(app: typer.Typer) -> None:
 
 
 def run(
-    scenario: Annotated[str, typer.Argument(help="A shipped scenario (success, fault, ...) or a scenario file.")],
+    scenario: Annotated[str, typer.Argument(help="A shipped scenario (`sagactl scenario list`) or a scenario file.")],
     keep: Annotated[bool, typer.Option("--keep", help="Leave the system running afterwards (its state dir is printed).")] = False,
-    json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+    json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout (no progress, no events).")] = False,
+    events: Annotated[bool, typer.Option("--events/--no-events", help="Print the saga events as they happen.")] = True,
 ) -> None:
-    """Play a scenario on a fresh private system: events as they happen, tables before and after, verdicts.
+    """Play a scenario on a fresh private system: steps, events as they happen, tables before and after, verdicts.
 
-    Exit 0 when every expectation holds, 1 when one fails.
+    The file is checked first: a malformed one is reported line by line (exit 2) and nothing
+    starts. Exit 0 when every expectation holds, 1 when one fails.
 
     Example: sagactl run success
     """
     from sagactl.scenario import loader
+    from sagactl.scenario.runner import Observer, run_scenario
 
     plan = loader.load(loader.resolve(scenario))
-    state = StateDir.at(tempfile.mkdtemp(prefix=f"sagactl-{plan.name}-"))
-    supervisor = Supervisor(state)
-    try:
-        with err.status(f"starting a private system for {plan.name}…"):
-            urls = supervisor.up(None)
-        report = run_async(_play(plan, urls, show=not json))
-    finally:
-        if not keep:
-            supervisor.down(purge=True)
-            shutil.rmtree(state.root, ignore_errors=True)
+    report = run_scenario(plan, Observer() if json else _console_observer(plan, events), keep=keep)
     if json:
         print_json(report.as_json())
     else:
         _print_report(report)
-    if keep:
-        err.print(f"kept running: sagactl status --state-dir {state.root}   (stop: sagactl down --state-dir {state.root})")
+    if report.state_dir:
+        err.print(f"kept running: sagactl status --state-dir {report.state_dir}   "
+                  f"(stop: sagactl down --state-dir {report.state_dir})")
     if not report.passed:
         raise typer.Exit(int(ExitCode.FAILED))
 
 
-async def _play(plan: Scenario, urls: list[str], show: bool) -> Report:
+def _console_observer(plan: Scenario, show_events: bool) -> Observer:
     from rich.rule import Rule
 
-    from sagactl.client import SagaClient
-    from sagactl.scenario.runner import follow_events, play
+    from sagactl.scenario.runner import Observer
     from sagactl.views.events import event_line
-    from sagactl.views.tables import render_state
 
-    client = await SagaClient.connect(urls, name="sagactl-run")
-    try:
-        if show:
-            out.print(Rule(f"scenario {plan.name}"))
-            if plan.description:
-                out.print(plan.description.strip())
-            await follow_events(client, lambda body: out.print(event_line(body)))
-        report = await play(plan, client, on_step=(lambda line: err.print(f"[dim]{line}[/]")) if show else (lambda _: None))
-        if show:
-            out.print(Rule("before"))
-            out.print(render_state(report.before))
-            out.print(Rule("after"))
-            out.print(render_state(report.after))
-        return report
-    finally:
-        await client.close()
+    out.print(Rule(f"scenario {plan.name}"))
+    if plan.description:
+        out.print(plan.description)
+
+    def started(index: int, total: int, step: Step) -> None:
+        err.print(f"[bold]▶ step {index}/{total}[/] [dim](line {step.line})[/] {step.summary()}")
+
+    def done(result: StepResult) -> None:
+        mark = "[green]✓[/]" if result.passed else "[bold red]✗[/]"
+        err.print(f"{mark} step {result.index} [dim]{result.seconds:.2f}s[/] {result.detail}")
+
+    return Observer(
+        phase=lambda text: err.print(f"[dim]{text}[/]"),
+        step_started=started,
+        step_done=done,
+        event=(lambda body, subject: out.print(event_line(body, subject=subject))) if show_events else (lambda *_: None),
+    )
 
 
 def _print_report(report: Report) -> None:
+    from rich.rule import Rule
     from rich.table import Table
 
-    table = Table(title=f"{report.scenario}: {'passed' if report.passed else 'FAILED'} in {report.seconds:.2f}s", title_justify="left")
+    from sagactl.views.tables import render_state
+
+    out.print(Rule("before"))
+    out.print(render_state(_shortened(report.before)))
+    out.print(Rule("after"))
+    out.print(render_state(_shortened(report.after)))
+    verdict = "[green]passed[/]" if report.passed else "[bold red]FAILED[/]"
+    table = Table(title=f"{report.scenario}: {verdict} in {report.seconds:.2f}s ({report.events} events)",
+                  title_justify="left")
     table.add_column("expectation")
     table.add_column("verdict")
     table.add_column("expected")
     table.add_column("actual")
     for v in report.verdicts:
-        verdict = "[green]passed[/]" if v.passed else "[bold red]failed[/]"
-        table.add_row(v.what, verdict, _short(v.expected), "" if v.passed else _short(v.actual))
+        mark = "[green]passed[/]" if v.passed else "[bold red]failed[/]"
+        table.add_row(v.what, mark, _show(v.expected), "" if v.passed else _show(v.actual))
     out.print(table)
 
 
-def _short(value: Any) -> str:
-    return str(value) if not isinstance(value, Path) else str(value)
+def _shortened(state: dict[str, Any]) -> dict[str, Any]:
+    """The tables with at most MAX_ROWS_SHOWN rows each, and a note row saying how many were left out."""
+    result: dict[str, Any] = {}
+    for participant, tables in state.items():
+        if tables is None:
+            result[participant] = None
+            continue
+        result[participant] = {}
+        for name, rows in tables.items():
+            if len(rows) <= MAX_ROWS_SHOWN:
+                result[participant][name] = rows
+            else:
+                note = {column: None for column in rows[0]}
+                note[next(iter(note))] = f"… {len(rows) - MAX_ROWS_SHOWN} more"
+                result[participant][name] = rows[:MAX_ROWS_SHOWN] + [note]
+    return result
+
+
+def _show(value: Any) -> str:
+    return json_text.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value)

@@ -1,17 +1,42 @@
-"""Read a scenario file into the model; every problem is reported with the file and what was expected."""
+"""Read a scenario file into the model, reporting every problem with its file and line.
+
+Nothing is started before a file has loaded without a problem: `sagactl run` and
+`sagactl scenario validate` both call `load`, which raises `ScenarioInvalid` with one line per
+problem (`file:line: where: what was expected`).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import yaml
+from yaml.nodes import MappingNode, Node
 
-from participants.contract import ContractError, parse_sale
+from participants.contract import ContractError, parse_money
+from participants.runtime.crashpoints import CRASH_POINTS
 from sagactl.errors import UsageError
-from sagactl.scenario.model import Expectations, SaleExpectation, Scenario, Step, SubmitStep, WaitStep
+from sagactl.scenario.expectations import read_expectations
+from sagactl.scenario.model import (
+    BUILT_IN_PARTICIPANTS,
+    Crash,
+    Expectations,
+    ParticipantSettings,
+    Scenario,
+    Setup,
+    UserSetup,
+)
+from sagactl.scenario.names import Names
+from sagactl.scenario.steps import read_steps
+from sagactl.scenario.yamlnodes import Problems, Reader, compose
 
-SALE_STATUSES = ("PENDING", "FINALIZED", "CANCELED")
+TOP_KEYS = ("name", "description", "setup", "participants", "steps", "expect")
+
+
+class ScenarioInvalid(UsageError):
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.problems = problems
+        count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
+        super().__init__(f"scenario {path} is invalid ({count}):\n" + "\n".join(problems))
 
 
 def shipped_dir() -> Path:
@@ -38,72 +63,126 @@ def resolve(name_or_path: str) -> Path:
 
 def load(path: Path) -> Scenario:
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{path}: expected a mapping with name, steps and expect")
-    problems: list[str] = []
-    names: set[str] = set()
-    steps: list[Step] = []
-    for index, raw in enumerate(data.get("steps") or [], start=1):
-        step = _step(raw, index, names, problems)
-        if step is not None:
-            steps.append(step)
-    expect = _expectations(data.get("expect") or {}, names, problems)
-    unknown = set(data) - {"name", "description", "steps", "expect"}
-    if unknown:
-        problems.append(f"unknown keys {sorted(unknown)}")
-    if problems:
-        raise UsageError(f"{path}: " + "; ".join(problems))
-    return Scenario(str(data.get("name") or path.stem), str(data.get("description") or ""), tuple(steps), expect, str(path))
+        text = path.read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read scenario {path}: {exc.strerror}") from None
+    return loads(text, str(path), default_name=path.stem)
 
 
-def _step(raw: Any, index: int, names: set[str], problems: list[str]) -> Step | None:
-    where = f"step {index}"
-    if not isinstance(raw, dict):
-        problems.append(f"{where}: expected a mapping")
-        return None
-    if "submit" in raw:
-        fields = raw["submit"] or {}
-        try:
-            sale = parse_sale(fields.get("product_id"), fields.get("user_id"), fields.get("value"), fields.get("quantity"))
-        except (ContractError, AttributeError) as exc:
-            problems.append(f"{where}: submit: {exc}")
+def loads(text: str, source: str, default_name: str = "scenario") -> Scenario:
+    problems = Problems(source)
+    root = compose(text, problems)
+    scenario = None
+    if root is None and not problems:
+        problems.add(1, "", "the file is empty; expected a mapping with name, steps and expect")
+    elif root is not None:
+        scenario = _Builder(Reader(problems), source).scenario(root, default_name)
+    if problems or scenario is None:
+        raise ScenarioInvalid(source, problems.lines())
+    return scenario
+
+
+class _Builder:
+    def __init__(self, reader: Reader, source: str) -> None:
+        self.r = reader
+        self.source = source
+        self.names = Names(reader)
+
+    def scenario(self, root: Node, default_name: str) -> Scenario | None:
+        top = self.r.mapping(root, "", TOP_KEYS, required=("steps",))
+        if top is None:
             return None
-        name = raw.get("as")
-        if name is not None:
-            names.add(str(name))
-        return SubmitStep(sale, None if name is None else str(name))
-    if "wait" in raw:
-        target = raw["wait"]
-        timeout = float(raw.get("timeout", 10))
-        if target in ("all", None):
-            return WaitStep(None, timeout)
-        wanted = tuple(str(t) for t in (target if isinstance(target, list) else [target]))
-        for name in wanted:
-            if name not in names:
-                problems.append(f"{where}: wait names unknown sale {name!r}")
-        return WaitStep(wanted, timeout)
-    problems.append(f"{where}: expected one of submit, wait")
-    return None
+        name = self.r.string(top["name"][1], "name") if "name" in top else default_name
+        description = self.r.string(top["description"][1], "description") if "description" in top else ""
+        setup = self._setup(top["setup"][1]) if "setup" in top else Setup()
+        participants = self._participants(top["participants"][1]) if "participants" in top else {}
+        steps = read_steps(self.r, self.names, top["steps"][1]) if "steps" in top else []
+        expect = read_expectations(self.r, self.names, top["expect"][1], "expect") if "expect" in top else Expectations()
+        self.names.check_pending()
+        return Scenario(name or default_name, (description or "").strip(), tuple(steps), expect, setup,
+                        participants, self.source)
 
+    # -- setup and participants ---------------------------------------------------------------
+    def _setup(self, node: Node) -> Setup:
+        keys = self.r.mapping(node, "setup", ("products", "users")) or {}
+        products: dict[int, int] = {}
+        users: dict[int, UserSetup] = {}
+        if "products" in keys:
+            for key, (key_node, value_node) in (self.r.mapping(keys["products"][1], "setup.products") or {}).items():
+                product_id = self._id(key, key_node, "setup.products", "product id")
+                quantity = self.r.integer(value_node, f"setup.products.{key}", minimum=0)
+                if product_id is not None and quantity is not None:
+                    products[product_id] = quantity
+        if "users" in keys:
+            for key, (key_node, value_node) in (self.r.mapping(keys["users"][1], "setup.users") or {}).items():
+                user_id = self._id(key, key_node, "setup.users", "user id")
+                user = self._user(value_node, f"setup.users.{key}")
+                if user_id is not None and user is not None:
+                    users[user_id] = user
+        return Setup(products, users)
 
-def _expectations(raw: Any, names: set[str], problems: list[str]) -> Expectations:
-    sales: dict[str, SaleExpectation] = {}
-    for name, wanted in (raw.get("sales") or {}).items():
-        if str(name) not in names:
-            problems.append(f"expect.sales: unknown sale {name!r}")
-            continue
-        status, reason = (wanted, None) if isinstance(wanted, str) else (wanted.get("status"), wanted.get("reason"))
-        if status not in SALE_STATUSES:
-            problems.append(f"expect.sales.{name}: status must be one of {', '.join(SALE_STATUSES)}")
-            continue
-        sales[str(name)] = SaleExpectation(status, reason)
-    tables: dict[str, list[dict[str, Any]]] = {}
-    for key, rows in (raw.get("tables") or {}).items():
-        if "." not in str(key) or not isinstance(rows, list):
-            problems.append(f"expect.tables.{key}: expected participant.table: [rows]")
-            continue
-        tables[str(key)] = rows
-    return Expectations(sales, tables)
+    def _id(self, key: Any, node: Node, where: str, what: str) -> int | None:
+        if isinstance(key, int) and not isinstance(key, bool) and key >= 1:
+            return key
+        self.r.problems.add(node, where, f"expected a {what} (an integer >= 1), got {key!r}")
+        return None
+
+    def _user(self, node: Node, where: str) -> UserSetup | None:
+        """`1: 100.00` or `1: {balance: 100.00, name: alice}`."""
+        balance_node, name = node, None
+        if isinstance(node, MappingNode):
+            keys = self.r.mapping(node, where, ("balance", "name"), required=("balance",))
+            if keys is None or "balance" not in keys:
+                return None
+            balance_node = keys["balance"][1]
+            name = self.r.string(keys["name"][1], f"{where}.name") if "name" in keys else None
+        balance = self._money(balance_node, f"{where}.balance" if balance_node is not node else where)
+        return None if balance is None else UserSetup(balance, name)
+
+    def _money(self, node: Node, where: str) -> Any:
+        text = self.r.money_text(node, where)
+        if text is None:
+            return None
+        try:
+            return parse_money(text)
+        except ContractError as exc:
+            self.r.problems.add(node, where, str(exc))
+            return None
+
+    def _participants(self, node: Node) -> dict[str, ParticipantSettings]:
+        result: dict[str, ParticipantSettings] = {}
+        for name, (key_node, value_node) in (self.r.mapping(node, "participants") or {}).items():
+            where = f"participants.{name}"
+            keys = self.r.mapping(value_node, where, ("replicas", "faults", "module"))
+            if keys is None:
+                continue
+            replicas = self.r.integer(keys["replicas"][1], f"{where}.replicas", minimum=1) if "replicas" in keys else 1
+            found = self.names.participant_reference(keys["module"][1], f"{where}.module", str(name)) if "module" in keys else None
+            module = found[0] if found else None
+            fail_rate, delay_ms, crash = 0.0, 0.0, None
+            if "faults" in keys:
+                faults = self.r.mapping(keys["faults"][1], f"{where}.faults", ("fail", "delay_ms", "crash")) or {}
+                if "fail" in faults:
+                    fail_rate = self.r.number(faults["fail"][1], f"{where}.faults.fail", 0.0, 1.0) or 0.0
+                if "delay_ms" in faults:
+                    delay_ms = self.r.number(faults["delay_ms"][1], f"{where}.faults.delay_ms", 0.0, 60_000) or 0.0
+                if "crash" in faults:
+                    crash = self._crash(faults["crash"][1], f"{where}.faults.crash")
+            if module is None and str(name) not in BUILT_IN_PARTICIPANTS:
+                self.names.pending_participant(str(name), key_node)
+            else:
+                self.names.add_participant(str(name))
+            result[str(name)] = ParticipantSettings(replicas or 1, fail_rate, delay_ms, crash, module)
+        return result
+
+    def _crash(self, node: Node, where: str) -> Crash | None:
+        """`after_commit` (the first time) or `after_commit:3` (the third time), as SAGACTL_CRASH_POINT."""
+        text = self.r.string(node, where)
+        if text is None:
+            return None
+        point, _, count = text.partition(":")
+        if point not in CRASH_POINTS or (count and (not count.isdigit() or int(count) < 1)):
+            self.r.problems.add(node, where, f"expected POINT or POINT:N with POINT one of {', '.join(CRASH_POINTS)}"
+                                f" and N >= 1, got {text!r}")
+            return None
+        return Crash(point, int(count or 1))

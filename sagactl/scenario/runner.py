@@ -1,28 +1,57 @@
-"""Play a scenario against a running system and judge its expectations."""
+"""Play a scenario on a fresh private system: setup, steps in order, then the verdicts.
+
+`run_scenario` is the one call `sagactl run` makes. What happens is reported to an `Observer`
+as it happens (steps, events), and everything ends up in the `Report`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
+import nats.errors
 import orjson
-from nats.aio.msg import Msg
 
-from participants.contract import STREAM_SUBJECTS
-from sagactl.client import Outcome, SagaClient
-from sagactl.scenario.model import Scenario, SubmitStep, WaitStep
+from participants.contract import subject_for
+from sagactl.client import SagaClient
+from sagactl.errors import SagactlError
+from sagactl.scenario.judge import Evidence, Verdict, judge
+from sagactl.scenario.model import (
+    ExpectStep,
+    KillStep,
+    PublishStep,
+    RestartStep,
+    Scenario,
+    SleepStep,
+    StartNatsStep,
+    StartStep,
+    Step,
+    StopNatsStep,
+    SubmitStep,
+    WaitExitStep,
+    WaitStep,
+)
+from sagactl.scenario.system import ScenarioSystem, wait_exited
+from sagactl.scenario.tracker import SaleTracker, read_history
 
+RECONNECT_TIMEOUT_S = 15.0
+EXPECT_RETRY_S = 0.2
+# What a step may run into that ends the run with a failed verdict rather than a traceback.
+STEP_ERRORS = (SagactlError, nats.errors.Error, asyncio.TimeoutError, OSError)
 
 
 @dataclass
-class Verdict:
-    what: str
+class StepResult:
+    index: int
+    line: int
+    summary: str
     passed: bool
-    expected: Any
-    actual: Any
+    seconds: float
+    detail: str = ""
 
 
 @dataclass
@@ -31,12 +60,15 @@ class Report:
     sales: dict[str, dict[str, Any]] = field(default_factory=dict)
     before: dict[str, Any] = field(default_factory=dict)
     after: dict[str, Any] = field(default_factory=dict)
+    steps: list[StepResult] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
+    events: int = 0
     seconds: float = 0.0
+    state_dir: str | None = None  # set when the system was kept running
 
     @property
     def passed(self) -> bool:
-        return all(v.passed for v in self.verdicts)
+        return all(v.passed for v in self.verdicts) and all(s.passed for s in self.steps)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -44,84 +76,233 @@ class Report:
             "passed": self.passed,
             "seconds": round(self.seconds, 3),
             "sales": self.sales,
-            "expectations": [v.__dict__ for v in self.verdicts],
+            "steps": [asdict(s) | {"seconds": round(s.seconds, 3)} for s in self.steps],
+            "expectations": [asdict(v) for v in self.verdicts],
+            "events": self.events,
             "before": self.before,
             "after": self.after,
+            "state_dir": self.state_dir,
         }
 
 
-async def follow_events(client: SagaClient, on_event: Callable[[dict[str, Any]], None]) -> Any:
-    """Call `on_event` for every saga event published from now on (a live view, not a consumer)."""
-
-    async def deliver(msg: Msg) -> None:
-        try:
-            on_event(orjson.loads(msg.data))
-        except orjson.JSONDecodeError:
-            on_event({"type": "(malformed)", "subject": msg.subject})
-
-    return await client.nc.subscribe(STREAM_SUBJECTS[0], cb=deliver)
+def _ignore(*_: Any) -> None:
+    return None
 
 
-async def play(
-    scenario: Scenario,
-    client: SagaClient,
-    on_step: Callable[[str], None] = lambda _: None,
-) -> Report:
+@dataclass
+class Observer:
+    """Where a run reports progress; every callback defaults to doing nothing."""
+
+    phase: Callable[[str], None] = _ignore
+    step_started: Callable[[int, int, Step], None] = _ignore
+    step_done: Callable[[StepResult], None] = _ignore
+    event: Callable[[dict[str, Any], str], None] = _ignore  # body (or {"raw": text}), subject
+
+
+def run_scenario(scenario: Scenario, observer: Observer | None = None, keep: bool = False) -> Report:
+    """Start a fresh private system, play the scenario on it, stop it (unless `keep`)."""
+    observer = observer or Observer()
     started = time.monotonic()
-    report = Report(scenario.name)
-    await client.watch_terminal()
-    report.before = await client.state(await client.participant_names())
-    named: dict[str, int] = {}
-    submitted: list[int] = []
-    for index, step in enumerate(scenario.steps, start=1):
-        if isinstance(step, SubmitStep):
-            sale_id = await client.submit(step.sale)
-            submitted.append(sale_id)
-            label = step.name or f"sale {sale_id}"
-            if step.name:
-                named[step.name] = sale_id
-            on_step(f"step {index}: submitted {label} (sale {sale_id}: qty {step.sale.quantity}, value {step.sale.value:.2f})")
-        elif isinstance(step, WaitStep):
-            ids = submitted if step.names is None else [named[n] for n in step.names]
-            await asyncio.gather(*(client.wait_terminal(i, step.timeout_s) for i in ids))
-            on_step(f"step {index}: {len(ids)} sale(s) reached a terminal state")
-    report.after = await client.state(await client.participant_names())
-    for name, sale_id in named.items():
-        outcome = client.outcome(sale_id)
-        report.sales[name] = {"sale_id": sale_id, "status": outcome.status if outcome else "PENDING",
-                              "reason": outcome.reason if outcome else None}
-    report.verdicts = judge(scenario, report, named, client)
+    system = ScenarioSystem.fresh(scenario)
+    try:
+        observer.phase(f"starting a private system in {system.state.root}")
+        urls = system.start()
+        report = asyncio.run(_play(scenario, system, urls, observer))
+    finally:
+        if not keep:
+            system.close()
+    report.state_dir = str(system.state.root) if keep else None
     report.seconds = time.monotonic() - started
     return report
 
 
-def judge(scenario: Scenario, report: Report, named: dict[str, int], client: SagaClient) -> list[Verdict]:
-    verdicts = []
-    for name, wanted in scenario.expect.sales.items():
-        outcome: Outcome | None = client.outcome(named[name])
-        actual = {"status": outcome.status if outcome else "PENDING", "reason": outcome.reason if outcome else None}
-        passed = actual["status"] == wanted.status and (wanted.reason is None or actual["reason"] == wanted.reason)
-        expected = {"status": wanted.status, "reason": wanted.reason} if wanted.reason else {"status": wanted.status}
-        verdicts.append(Verdict(f"sale {name} (id {named[name]})", passed, expected, actual))
-    for key, rows in scenario.expect.tables.items():
-        participant, _, table = key.partition(".")
-        tables = report.after.get(participant)
-        actual_rows = None if tables is None else tables.get(table)
-        if actual_rows is None:
-            verdicts.append(Verdict(f"table {key}", False, rows, "no such table or participant did not answer"))
-            continue
-        shown = [{k: r.get(k) for k in (rows[i] if i < len(rows) else r)} for i, r in enumerate(actual_rows)]
-        passed = len(rows) == len(actual_rows) and all(
-            all(_same(v, actual.get(k)) for k, v in want.items()) for want, actual in zip(rows, actual_rows)
-        )
-        verdicts.append(Verdict(f"table {key}", passed, rows, shown))
-    return verdicts
-
-
-def _same(expected: Any, actual: Any) -> bool:
-    if expected == actual:
-        return True
+async def _play(scenario: Scenario, system: ScenarioSystem, urls: list[str], observer: Observer) -> Report:
+    client = await SagaClient.connect(urls, name="sagactl-run", reconnect_forever=True)
     try:
-        return Decimal(str(expected)) == Decimal(str(actual))
-    except (InvalidOperation, ValueError):
-        return str(expected) == str(actual)
+        return await _Play(scenario, system, client, urls, observer).run()
+    finally:
+        try:
+            await client.close()
+        except STEP_ERRORS:  # a connection to a server that a step stopped: nothing left to flush
+            pass
+
+
+@dataclass
+class _Outcome:
+    passed: bool
+    detail: str
+    verdicts: list[Verdict] = field(default_factory=list)
+
+
+class _Play:
+    def __init__(self, scenario: Scenario, system: ScenarioSystem, client: SagaClient, urls: list[str],
+                 observer: Observer) -> None:
+        self.scenario = scenario
+        self.system = system
+        self.client = client
+        self.urls = urls
+        self.observer = observer
+        self.tracker = SaleTracker(client, observer.event)
+        self.report = Report(scenario.name)
+        self.named: dict[str, list[int]] = {}
+        self.submitted: list[int] = []
+
+    def evidence(self, state: dict[str, Any] | None = None) -> Evidence:
+        return Evidence(self.client, self.urls, self.system.participants, self.named, self.scenario.group_names, state)
+
+    async def run(self) -> Report:
+        await self.tracker.start()
+        await self._setup()
+        self.report.before = await self.client.state(self.system.participants)
+        total = len(self.scenario.steps)
+        for index, step in enumerate(self.scenario.steps, start=1):
+            self.observer.step_started(index, total, step)
+            began = time.monotonic()
+            stop = False
+            try:
+                outcome = await self._do(step)
+            except STEP_ERRORS as exc:  # the step could not be done: judge what is there, skip the rest
+                why = str(exc) if isinstance(exc, SagactlError) else f"{type(exc).__name__}: {exc}"
+                outcome, stop = _Outcome(False, why, [Verdict(step.summary(), False, "done", why)]), True
+            label = f"step {index} (line {step.line}): "
+            for verdict in outcome.verdicts:
+                verdict.what = label + verdict.what
+            self.report.verdicts.extend(outcome.verdicts)
+            result = StepResult(index, step.line, step.summary(), outcome.passed, time.monotonic() - began, outcome.detail)
+            self.report.steps.append(result)
+            self.observer.step_done(result)
+            if stop:
+                break
+        self.report.after = await self.client.state(self.system.participants)
+        self.report.verdicts.extend(await judge(self.scenario.expect, self.evidence(self.report.after)))
+        self.report.sales = self._sales_summary()
+        self.report.events = self.tracker.events_seen
+        return self.report
+
+    async def _setup(self) -> None:
+        setup = self.scenario.setup
+        if setup.products:
+            await self.client.request("inventory", "setup", {"products": {str(k): v for k, v in setup.products.items()}})
+        if setup.users:
+            users = {str(k): {"balance": f"{u.balance:.2f}", **({"name": u.name} if u.name else {})}
+                     for k, u in setup.users.items()}
+            await self.client.request("payment", "setup", {"users": users})
+
+    async def _do(self, step: Step) -> _Outcome:
+        if isinstance(step, SubmitStep):
+            return await self._submit(step)
+        if isinstance(step, WaitStep):
+            return await self._wait(step)
+        if isinstance(step, WaitExitStep):
+            if await asyncio.to_thread(wait_exited, self.system, step.participant, step.timeout_s):
+                return _Outcome(True, f"{step.participant} is not running")
+            running = self.system.running(step.participant)
+            return _Outcome(False, "still running", [Verdict(f"{step.participant} exited", False, "no process running",
+                                                             f"replicas {running} still running")])
+        if isinstance(step, KillStep):
+            await asyncio.to_thread(self.system.kill, step.participant, step.replica)
+            return _Outcome(True, "killed")
+        if isinstance(step, RestartStep):
+            await asyncio.to_thread(self.system.restart, step.participant)
+            return _Outcome(True, f"{step.participant} ready")
+        if isinstance(step, StartStep):
+            await asyncio.to_thread(self.system.add, step.name, step.reference)
+            return _Outcome(True, f"{step.name} ready")
+        if isinstance(step, StopNatsStep):
+            await asyncio.to_thread(self.system.stop_nats)
+            return _Outcome(True, "nats-server killed")
+        if isinstance(step, StartNatsStep):
+            return await self._start_nats()
+        if isinstance(step, PublishStep):
+            return await self._publish(step)
+        if isinstance(step, SleepStep):
+            await asyncio.sleep(step.seconds)
+            return _Outcome(True, "")
+        if isinstance(step, ExpectStep):
+            return await self._expect(step)
+        raise AssertionError(f"no runner for {type(step).__name__}")
+
+    async def _submit(self, step: SubmitStep) -> _Outcome:
+        gate = asyncio.Semaphore(step.concurrency)
+
+        async def one() -> int:
+            async with gate:
+                return await self.client.submit(step.sale)
+
+        ids = list(await asyncio.gather(*(one() for _ in range(step.repeat))))
+        self.submitted.extend(ids)
+        if step.name:
+            self.named[step.name] = ids
+        return _Outcome(True, f"sale {ids[0]}" if len(ids) == 1 else f"sales {min(ids)}..{max(ids)}")
+
+    async def _wait(self, step: WaitStep) -> _Outcome:
+        ids = list(self.submitted) if step.names is None else [i for n in step.names for i in self.named.get(n, [])]
+        if await self.tracker.wait(ids, step.status, step.timeout_s):
+            return _Outcome(True, f"{len(ids)} sale(s) {step.status or 'terminal'}")
+        counts = dict(Counter(self.tracker.outcomes.get(i, ("PENDING", None))[0] for i in ids))
+        expected = {step.status or "FINALIZED or CANCELED": len(ids)}
+        verdict = Verdict(f"wait for {'all sales' if step.names is None else ', '.join(step.names)}", False, expected, counts)
+        return _Outcome(False, f"not reached: {counts}", [verdict])
+
+    async def _expect(self, step: ExpectStep) -> _Outcome:
+        deadline = time.monotonic() + step.within_s
+        while True:
+            verdicts = await judge(step.expect, self.evidence())
+            failed = sum(not v.passed for v in verdicts)
+            if not failed or time.monotonic() >= deadline:
+                return _Outcome(not failed, f"{len(verdicts) - failed}/{len(verdicts)} held", verdicts)
+            await asyncio.sleep(EXPECT_RETRY_S)
+
+    async def _start_nats(self) -> _Outcome:
+        url = await asyncio.to_thread(self.system.start_nats)
+        began = time.monotonic()
+        while not self.client.nc.is_connected:
+            if time.monotonic() - began > RECONNECT_TIMEOUT_S:
+                return _Outcome(False, f"NATS is back at {url} but sagactl did not reconnect in {RECONNECT_TIMEOUT_S:g}s")
+            await asyncio.sleep(0.05)
+        # The participants reconnect on their own schedule; a submit right now could find no sale service.
+        for name in self.system.participants:
+            while True:
+                try:
+                    await self.client.request(name, "ping", {}, timeout=0.5)
+                    break
+                except SagactlError:
+                    if time.monotonic() - began > RECONNECT_TIMEOUT_S:
+                        return _Outcome(False, f"NATS is back at {url} but {name} did not answer in {RECONNECT_TIMEOUT_S:g}s")
+                    await asyncio.sleep(0.05)
+        return _Outcome(True, f"NATS back at {url}; everyone reconnected after {time.monotonic() - began:.2f}s")
+
+    async def _publish(self, step: PublishStep) -> _Outcome:
+        if step.copy_of:
+            assert step.copy_type is not None
+            sale_id = self.named[step.copy_of][0]
+            original = next((b for b in await read_history(self.urls)
+                             if b.get("sale_id") == sale_id and b.get("type") == step.copy_type), None)
+            if original is None:
+                return _Outcome(False, f"sale {sale_id} has no {step.copy_type} on the stream to copy")
+            subject, data = subject_for(step.copy_type), orjson.dumps(original)
+            msg_id = step.msg_id or f"copy-{uuid.uuid4().hex}"
+        else:
+            assert step.subject is not None and step.body is not None
+            subject, data, msg_id = step.subject, step.body, step.msg_id
+        ack = await self.client.nc.jetstream().publish(subject, data, headers={"Nats-Msg-Id": msg_id} if msg_id else None)
+        if ack.duplicate:
+            return _Outcome(True, f"the stream dropped it: Nats-Msg-Id {msg_id} already seen (seq {ack.seq})")
+        return _Outcome(True, f"on {subject}, stream seq {ack.seq}")
+
+    def _sales_summary(self) -> dict[str, dict[str, Any]]:
+        rows = {r["id"]: r for r in ((self.report.after.get("sale") or {}).get("sales") or [])}
+
+        def status(sale_id: int) -> tuple[str, str | None]:
+            row = rows.get(sale_id)
+            if row is not None:
+                return row["status"], row.get("reason")
+            return self.tracker.outcomes.get(sale_id, ("PENDING", None))
+
+        summary: dict[str, dict[str, Any]] = {}
+        for name, ids in self.named.items():
+            if name in self.scenario.group_names:
+                summary[name] = {"sale_ids": ids, "statuses": dict(Counter(status(i)[0] for i in ids))}
+            else:
+                summary[name] = {"sale_id": ids[0], "status": status(ids[0])[0], "reason": status(ids[0])[1]}
+        return summary

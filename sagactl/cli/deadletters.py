@@ -1,0 +1,116 @@
+"""`sagactl deadletters list|replay|purge`: the events participants gave up on."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any, Awaitable, Callable
+
+import typer
+
+from sagactl.cli.common import JsonOption, NatsUrlOption, StateDirOption, err, handle_errors, out, print_json, run_async, state_dir
+from sagactl.errors import Unavailable, UsageError
+from sagactl.supervisor import Supervisor
+
+if TYPE_CHECKING:  # nats and the dead-letter core load only when a command runs
+    from nats.js import JetStreamContext
+
+app = typer.Typer(help="Inspect, replay or purge the dead-letter list (events a participant gave up on).", no_args_is_help=True)
+
+SeqArgument = Annotated[list[str] | None, typer.Argument(help="Dead-letter sequence numbers (see `list`).", show_default=False)]
+AllOption = Annotated[bool, typer.Option("--all", help="Every dead letter.")]
+
+
+def register(main: typer.Typer) -> None:
+    main.add_typer(app, name="deadletters")
+
+
+@app.command("list")
+@handle_errors
+def list_(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: JsonOption = False) -> None:
+    """List the dead letters: which participant gave up on which event, after how many deliveries, and why.
+
+    Example: sagactl deadletters list --json
+    """
+    from sagactl import deadletters
+
+    letters = _run(state, nats_url, deadletters.list_dead_letters)
+    if json:
+        print_json([letter.as_json() for letter in letters])
+        return
+    if not letters:
+        err.print("no dead letters")
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(letters)} dead letter(s)", title_justify="left")
+    for column in ("seq", "time", "participant", "event", "sale", "tries"):
+        table.add_column(column, no_wrap=True, justify="right" if column in ("seq", "sale", "tries") else "left")
+    table.add_column("error", overflow="fold", ratio=1)
+    for letter in letters:
+        table.add_row(str(letter.seq), letter.time.strftime("%H:%M:%S"), letter.participant, letter.event_type,
+                      str(letter.sale_id if letter.sale_id is not None else "—"), str(letter.deliveries), letter.error)
+    out.print(table)
+
+
+@app.command()
+@handle_errors
+def replay(seqs: SeqArgument = None, all: AllOption = False, state: StateDirOption = None, nats_url: NatsUrlOption = None) -> None:
+    """Publish dead letters to their original subject again and remove them from the list.
+
+    Replay after fixing what made them fail. A participant that had applied one already ignores
+    the copy (its inbox knows the event id).
+
+    Example: sagactl deadletters replay --all
+    """
+    from sagactl import deadletters
+
+    chosen = _chosen(seqs, all)
+    letters = _run(state, nats_url, lambda js: deadletters.replay(js, chosen))
+    err.print(f"replayed {len(letters)} dead letter(s)" + (f": {', '.join(str(x.seq) for x in letters)}" if letters else ""))
+
+
+@app.command()
+@handle_errors
+def purge(seqs: SeqArgument = None, all: AllOption = False, state: StateDirOption = None, nats_url: NatsUrlOption = None) -> None:
+    """Drop dead letters for good (their events stay in the SAGA stream's history).
+
+    Example: sagactl deadletters purge 3 4
+    """
+    from sagactl import deadletters
+
+    chosen = _chosen(seqs, all)
+    letters = _run(state, nats_url, lambda js: deadletters.purge(js, chosen))
+    err.print(f"purged {len(letters)} dead letter(s)")
+
+
+def _chosen(seqs: list[str] | None, every: bool) -> list[int] | None:
+    """None for --all, else the sequence numbers given; exactly one of the two."""
+    if every and seqs:
+        raise UsageError("give sequence numbers or --all, not both")
+    if every:
+        return None
+    if not seqs:
+        raise UsageError("name the dead letters by sequence number, or pass --all")
+    chosen = []
+    for raw in seqs:
+        if not raw.isdigit() or int(raw) < 1:
+            raise UsageError(f"{raw!r} is not a dead-letter sequence number (an integer >= 1)")
+        chosen.append(int(raw))
+    return chosen
+
+
+def _run(state: Any, nats_url: str | None, action: "Callable[[JetStreamContext], Awaitable[Any]]") -> Any:
+    from participants.runtime import broker
+
+    urls = Supervisor(state_dir(state)).nats_urls(nats_url)
+
+    async def go() -> Any:
+        try:
+            nc = await broker.connect(urls, "sagactl-deadletters", reconnect_forever=False)
+        except broker.BrokerUnavailable as exc:
+            raise Unavailable(str(exc)) from None
+        try:
+            return await action(nc.jetstream())
+        finally:
+            await nc.close()
+
+    return run_async(go())

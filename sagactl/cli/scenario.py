@@ -1,0 +1,69 @@
+"""`sagactl scenario list|validate`: the shipped scenarios, and checking a file without running it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sagactl.cli.common import JsonOption, handle_errors, out, print_json
+from sagactl.errors import UsageError
+
+app = typer.Typer(help="List the shipped scenarios; check a scenario file without running it.", no_args_is_help=True)
+
+
+def register(parent: typer.Typer) -> None:
+    parent.add_typer(app, name="scenario")
+
+
+@app.command("list")
+@handle_errors
+def list_(json: JsonOption = False) -> None:
+    """The scenarios shipped with sagactl: name and what each demonstrates (`sagactl run NAME` plays one).
+
+    Example: sagactl scenario list
+    """
+    from rich.table import Table
+
+    from sagactl.scenario import loader
+
+    rows = []
+    for stem, path in loader.shipped_scenarios().items():
+        scenario = loader.load(path)
+        rows.append({"name": stem, "file": str(path), "description": " ".join(scenario.description.split())})
+    if json:
+        print_json(rows)
+        return
+    table = Table(title="shipped scenarios (sagactl run NAME)", title_justify="left", show_lines=True)
+    table.add_column("name", style="bold", no_wrap=True)
+    table.add_column("description")
+    for row in rows:
+        table.add_row(row["name"], row["description"])
+    out.print(table)
+
+
+@app.command()
+@handle_errors
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Scenario files (or shipped names) to check.", show_default=False)],
+) -> None:
+    """Check scenario files without starting anything: every problem with its line, exit 2 if any.
+
+    Example: sagactl scenario validate scenarios/fault.yaml
+    """
+    from sagactl.scenario import loader
+
+    invalid = []
+    for file in files:
+        try:
+            scenario = loader.load(loader.resolve(str(file)))
+        except loader.ScenarioInvalid as exc:  # report every file's problems, then exit 2
+            invalid.append(str(exc))
+            continue
+        expectations = len(scenario.expect.sales) + len(scenario.expect.tables) + len(scenario.expect.events) \
+            + len(scenario.expect.dead_letters) + int(scenario.expect.invariants)
+        out.print(f"{file}: valid: scenario {scenario.name}, {len(scenario.steps)} steps, "
+                  f"{expectations} final expectations")
+    if invalid:
+        raise UsageError("\n".join(invalid))

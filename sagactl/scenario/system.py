@@ -1,0 +1,126 @@
+"""The private system one scenario runs on: a fresh state directory, its processes and faults.
+
+A scenario step acts on one participant at a time (kill, restart, start), so this starts and
+stops exactly the processes a step names; `Supervisor.up` would also bring back a participant
+that an earlier step killed on purpose.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+
+from participants.runtime.faults import DELAY_MS_ENV, FAIL_RATE_ENV
+from participants.runtime.loader import BUILT_IN
+from sagactl.errors import UsageError
+from sagactl.scenario.model import ParticipantSettings, Scenario
+from sagactl.statedir import StateDir
+from sagactl.supervisor import Supervisor, pid_alive, read_pid
+
+CRASH_POINT_ENV = "SAGACTL_CRASH_POINT"  # read by participants/runtime/settings.py
+
+
+def fault_env(settings: ParticipantSettings, first_start: bool) -> dict[str, str]:
+    """The environment that injects a participant's faults; the crash point only on its first start."""
+    env = {}
+    if settings.fail_rate:
+        env[FAIL_RATE_ENV] = f"{settings.fail_rate:g}"
+    if settings.delay_ms:
+        env[DELAY_MS_ENV] = f"{settings.delay_ms:g}"
+    if settings.crash and first_start:
+        env[CRASH_POINT_ENV] = settings.crash.spec
+    return env
+
+
+class ScenarioSystem:
+    def __init__(self, scenario: Scenario, state: StateDir) -> None:
+        self.scenario = scenario
+        self.state = state
+        self.supervisor = Supervisor(state)
+        self.references: dict[str, str] = dict(BUILT_IN)
+        for name, settings in scenario.participants.items():
+            if settings.module:
+                self.references[name] = settings.module
+
+    @classmethod
+    def fresh(cls, scenario: Scenario) -> "ScenarioSystem":
+        return cls(scenario, StateDir.at(tempfile.mkdtemp(prefix=f"sagactl-{scenario.name}-")))
+
+    @property
+    def participants(self) -> list[str]:
+        return list(self.references)
+
+    def settings(self, name: str) -> ParticipantSettings:
+        return self.scenario.participants.get(name, ParticipantSettings())
+
+    def replicas(self, name: str) -> int:
+        return self.settings(name).replicas
+
+    def start(self) -> list[str]:
+        """NATS and every participant of the scenario, each with its replicas and faults."""
+        return self.supervisor.up(
+            None,
+            participants=self.references,
+            replicas={name: self.replicas(name) for name in self.references},
+            extra_env={name: fault_env(self.settings(name), first_start=True) for name in self.references},
+        )
+
+    def add(self, name: str, reference: str) -> None:
+        """Add a participant to the running system (a `start` step)."""
+        system = self.state.load_system()
+        system.setdefault("participants", {})[name] = reference
+        system.setdefault("replicas", {})[name] = self.replicas(name)
+        self.state.save_system(system)  # so that `down` and `status` know it
+        self.references[name] = reference
+        self._launch(name, fault_env(self.settings(name), first_start=True))
+
+    def kill(self, name: str, replica: int | None = None) -> None:
+        for number in [replica] if replica else range(1, self.replicas(name) + 1):
+            self.supervisor.stop_participant(name, number, kill=True)
+
+    def restart(self, name: str) -> None:
+        """Stop the participant's processes that still run (SIGTERM), then start them all again."""
+        for number in range(1, self.replicas(name) + 1):
+            self.supervisor.stop_participant(name, number)
+        self._launch(name, fault_env(self.settings(name), first_start=False))
+
+    def running(self, name: str) -> list[int]:
+        """The replicas of `name` whose process is alive."""
+        return [n for n in range(1, self.replicas(name) + 1) if pid_alive(read_pid(self.state.pid_file(name, n)))]
+
+    def stop_nats(self) -> None:
+        self.supervisor.stop_nats(kill=True)
+
+    def start_nats(self) -> str:
+        return self.supervisor.start_nats()
+
+    def close(self) -> None:
+        """Stop everything and delete the state. SIGKILL: nothing of this system is kept, so a
+        graceful stop (each participant finishing its fetch) would only cost time."""
+        for info in self.supervisor.processes():
+            self.supervisor.stop_participant(info.name, info.replica, kill=True)
+        self.supervisor.stop_nats(kill=True)
+        self.supervisor.down(purge=True)
+        shutil.rmtree(self.state.root, ignore_errors=True)
+
+    def _launch(self, name: str, env: dict[str, str]) -> None:
+        if name not in self.references:
+            raise UsageError(f"participant {name} is not part of this scenario")
+        urls = self.supervisor.nats_urls()
+        started = []
+        for number in range(1, self.replicas(name) + 1):
+            log_file = self.state.log_file(name, number)
+            offset = log_file.stat().st_size if log_file.exists() else 0
+            process = self.supervisor.start_participant(name, self.references[name], number, urls, env)
+            started.append((name, number, process, offset))
+        self.supervisor.wait_ready(started)
+
+
+def wait_exited(system: ScenarioSystem, name: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while system.running(name):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True

@@ -1,0 +1,112 @@
+"""The runtime's failure rules, settings and paged reads, without NATS."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import Session, select
+
+from participants.contract import CREATED_SALE, UPDATED_INVENTORY, ContractError, new_event, parse_sale
+from participants.payment import participant as payment
+from participants.payment.models import Payment, User
+from participants.runtime import TransientError
+from participants.runtime.database import create_schema, make_engine, seed_once
+from participants.runtime.pages import read_page
+from participants.runtime.retry import failure_action, is_transient
+from participants.runtime.settings import ConfigError, Settings
+from participants.runtime.transaction import apply_event, apply_request
+from participants.sale import participant as sale
+from participants.sale.handlers import submit
+
+
+def sqlite_error(message: str, code: int, wrapped: bool = True) -> BaseException:
+    """As SQLAlchemy raises it, or as the driver cursor of the runtime's lean statements does."""
+    orig = sqlite3.OperationalError(message)
+    orig.sqlite_errorcode = code  # type: ignore[attr-defined]
+    return OperationalError("statement", {}, orig) if wrapped else orig
+
+
+@pytest.mark.parametrize(
+    ("exc", "transient"),
+    [
+        (sqlite_error("database is locked", 5), True),
+        (sqlite_error("disk I/O error", 10 | (3 << 8)), True),
+        (sqlite_error("database or disk is full", 13), True),
+        (sqlite_error("no such column: balance", 1), False),
+        (sqlite_error("database is locked", 5, wrapped=False), True),
+        (sqlite_error("no such table: users", 1, wrapped=False), False),
+        (TransientError("try later"), True),
+        (IntegrityError("statement", {}, sqlite3.IntegrityError("UNIQUE constraint failed")), False),
+        (LookupError("sale 9 does not exist"), False),
+    ],
+)
+def test_which_failures_are_transient(exc: BaseException, transient: bool) -> None:
+    assert is_transient(exc) is transient
+    # A transient failure retries past max_deliver; poison goes dead on its last allowed delivery.
+    assert failure_action(exc, deliveries=5, max_deliver=5) == ("retry" if transient else "dead")
+    assert failure_action(exc, deliveries=4, max_deliver=5) == "retry"
+
+
+def test_a_handler_row_breaking_a_constraint_is_a_failure_not_a_race(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'payment.db'}")
+    create_schema(engine, payment.all_tables)
+    seed_once(engine, payment.seed())
+    with Session(engine) as session:
+        session.add(Payment(user_id=1, sale_id=1, value="5.00"))
+        session.commit()
+    # A second, distinct UPDATED_INVENTORY for sale 1: its payment row breaks payments.sale_id UNIQUE.
+    event = new_event(CREATED_SALE, 1, parse_sale(1, 1, "20.00", 1), "sale").follow(UPDATED_INVENTORY, "inventory")
+    with pytest.raises((IntegrityError, sqlite3.IntegrityError)):
+        apply_event(engine, payment, event)
+    with Session(engine) as session:
+        assert session.exec(select(User.balance)).one() == 100  # the debit rolled back with it
+
+
+def test_settings_name_the_variable_that_is_wrong(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAGACTL_SQLITE_BUSY_TIMEOUT", "0.25")
+    monkeypatch.setenv("SAGACTL_SQLITE_SYNCHRONOUS", "full")
+    settings = Settings.from_env("inventory")
+    assert (settings.sqlite_busy_timeout_s, settings.sqlite_synchronous, settings.max_deliver) == (0.25, "FULL", 5)
+    for name, raw in [("SAGACTL_BATCH_SIZE", "0"), ("SAGACTL_ACK_WAIT", "nan"), ("SAGACTL_SQLITE_BUSY_TIMEOUT", "soon")]:
+        monkeypatch.setenv(name, raw)
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_env("inventory")
+        monkeypatch.delenv(name)
+
+
+def test_rows_come_a_page_at_a_time(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'sale.db'}")
+    create_schema(engine, sale.all_tables)
+    with Session(engine) as session:
+        for _ in range(7):
+            submit({"product_id": 1, "user_id": 1, "value": "1.00", "quantity": 1}, session)
+        session.commit()
+    pages, after = [], 0
+    while after is not None:
+        page = orjson.loads(read_page(engine, sale.tables, {"table": "sales", "after": after, "limit": 3}, 1 << 20))
+        pages.append([row[0] for row in page["rows"]])
+        after = page["next"]
+    assert pages == [[1, 2, 3], [4, 5, 6], [7]]
+    # A page too big for one message is cut short, and says where to go on.
+    small = orjson.loads(read_page(engine, sale.tables, {"table": "sales", "after": 0, "limit": 7}, 150))
+    assert 1 <= len(small["rows"]) < 7 and small["next"] == small["rows"][-1][0]
+    for body in ({"table": "saga_inbox"}, {"table": "sales", "limit": 0}, {"table": "sales", "after": "x"}):
+        with pytest.raises(ContractError):
+            read_page(engine, sale.tables, body, 1 << 20)
+
+
+def test_a_repeated_submit_with_the_same_request_id_returns_the_first_sale(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'sale.db'}")
+    create_schema(engine, sale.all_tables)
+    body = {"product_id": 1, "user_id": 1, "value": "1.00", "quantity": 1, "request_id": "order-7"}
+    first, events = apply_request(engine, sale.requests["submit"], body)
+    again, repeated = apply_request(engine, sale.requests["submit"], body)
+    assert (first["sale_id"], len(events)) == (1, 1)
+    assert (again, repeated) == ({"sale_id": 1, "status": "PENDING", "repeated": True}, [])
+    assert apply_request(engine, sale.requests["submit"], {**body, "request_id": "order-8"})[0]["sale_id"] == 2
+    with pytest.raises(ContractError, match="request_id"):
+        apply_request(engine, sale.requests["submit"], {**body, "request_id": ""})

@@ -1,0 +1,161 @@
+"""`sagactl run` end to end: the shipped scenarios, every step type on a live system, failing verdicts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from sagactl.cli.main import app
+from sagactl.scenario import loader
+from sagactl.statedir import StateDir
+from sagactl.supervisor import Supervisor
+
+runner = CliRunner()
+# success and fault are run by tests/test_cli.py::test_run_shipped_scenarios.
+SHIPPED = sorted(set(loader.shipped_scenarios()) - {"success", "fault"})
+
+
+def run_json(*args: str) -> tuple[int, dict[str, Any]]:
+    result = runner.invoke(app, ["run", *args, "--json"])
+    assert result.stdout.strip(), result.output
+    return result.exit_code, json.loads(result.stdout)
+
+
+def failed(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [v for v in report["expectations"] if not v["passed"]]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_scenario_passes(name: str) -> None:
+    code, report = run_json(name)
+    assert all(step["passed"] for step in report["steps"]), report["steps"]
+    assert code == 0 and not failed(report), failed(report)
+    assert report["expectations"] and report["after"]
+
+
+FALSE_EXPECTATIONS = """\
+name: wrong
+description: the success flow, with expectations that do not hold
+steps:
+  - submit: {product_id: 1, user_id: 1, value: "20.00", quantity: 2}
+    as: first
+  - wait: [first]
+    status: CANCELED
+expect:
+  sales:
+    first: {status: CANCELED, reason: out of stock}
+  tables:
+    inventory.inventories: [{product_id: 1, quantity: 7}]
+    payment.payments: {count: 0}
+  events:
+    first: [CREATED_SALE, ROLLBACK_INVENTORY, CANCELED_SALE]
+"""
+
+
+def test_false_expectations_exit_1_with_expected_and_actual(tmp_path: Path) -> None:
+    scenario = tmp_path / "wrong.yaml"
+    scenario.write_text(FALSE_EXPECTATIONS)
+    code, report = run_json(str(scenario))
+    assert code == 1 and report["passed"] is False
+    verdicts = {v["what"]: v for v in report["expectations"]}
+    assert verdicts["step 2 (line 6): wait for first"]["actual"] == {"FINALIZED": 1}  # ended otherwise: no timeout
+    assert verdicts["sale first (id 1)"]["expected"] == {"status": "CANCELED", "reason": "out of stock"}
+    assert verdicts["sale first (id 1)"]["actual"] == {"status": "FINALIZED", "reason": None}
+    assert verdicts["table inventory.inventories"]["actual"] == [{"product_id": 1, "quantity": 8}]
+    assert verdicts["table payment.payments"]["actual"] == {"count": 1}
+    assert verdicts["events of first"]["actual"] == ["CREATED_SALE", "UPDATED_INVENTORY", "VALIDATED_PAYMENT", "FINALIZED_SALE"]
+    assert all(not v["passed"] for v in verdicts.values())
+
+    human = runner.invoke(app, ["run", str(scenario)])
+    assert human.exit_code == 1
+    assert "wrong: FAILED" in human.stdout and human.stdout.count("failed") >= 5
+    assert "FINALIZED_SALE" in human.stdout  # the events as they happened
+    assert "▶ step 1/2 (line 4) submit" in human.stderr and "✗ step 2" in human.stderr
+
+
+AUDIT_PARTICIPANT = """\
+from sqlmodel import Field, SQLModel
+
+from participants.contract import FINALIZED_SALE
+from participants.runtime import Participant
+
+
+class Audited(SQLModel, table=True):
+    __tablename__ = "audited"
+    id: int | None = Field(default=None, primary_key=True)
+    sale_id: int = Field(unique=True)
+
+
+def on_finalized(event, session):
+    session.add(Audited(sale_id=event.sale_id))
+
+
+participant = Participant("audit", tables=[Audited], handlers={FINALIZED_SALE: on_finalized})
+"""
+
+LIVE_STEPS = """\
+name: live-steps
+description: kill, restart, replicas, expect within, and a participant added to the running system
+participants:
+  inventory: {replicas: 2}
+steps:
+  - kill: payment
+  - kill: inventory
+    replica: 1
+  - submit: {product_id: 1, user_id: 1, value: "20.00", quantity: 2}
+    as: first
+  - expect:
+      sales: {first: PENDING}
+      events: {first: [CREATED_SALE, UPDATED_INVENTORY]}
+    within: 20
+  - restart: payment
+  - wait: [first]
+    status: FINALIZED
+    timeout: 30
+  - start: scenario_audit:participant
+  - submit: {product_id: 1, user_id: 1, value: "10.00", quantity: 1}
+    as: second
+  - wait: [second]
+    timeout: 30
+  - expect:
+      tables: {audit.audited: [{sale_id: 1}, {sale_id: 2}]}
+    within: 20
+expect:
+  sales: {first: FINALIZED, second: FINALIZED}
+  tables:
+    inventory.inventories: [{product_id: 1, quantity: 7}]
+"""
+
+
+def test_steps_on_a_live_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "scenario_audit.py").write_text(AUDIT_PARTICIPANT)
+    monkeypatch.syspath_prepend(str(tmp_path))  # the loader imports it to learn its name
+    monkeypatch.chdir(tmp_path)  # participant processes import from their working directory
+    (tmp_path / "live.yaml").write_text(LIVE_STEPS)
+    code, report = run_json("live.yaml", "--keep")
+    try:
+        assert code == 0, (report["steps"], failed(report))
+        assert [s["summary"].split()[0] for s in report["steps"]] == [
+            "kill", "kill", "submit", "check", "restart", "wait", "start", "submit", "wait", "check"]
+        assert set(report["after"]) == {"sale", "inventory", "payment", "audit"}
+        running = {(p.name, p.replica): p.running for p in Supervisor(StateDir.at(report["state_dir"])).processes()}
+        assert running == {("sale", 1): True, ("inventory", 1): False, ("inventory", 2): True,
+                           ("payment", 1): True, ("audit", 1): True}
+    finally:
+        Supervisor(StateDir.at(report["state_dir"])).down(purge=True)
+        shutil.rmtree(report["state_dir"], ignore_errors=True)
+
+
+def test_run_shows_steps_events_tables_and_verdicts() -> None:
+    result = runner.invoke(app, ["run", "unknown"])
+    assert result.exit_code == 0, result.output
+    assert "▶ step 3/3 (line 13) wait for all sales to be CANCELED" in result.stderr
+    assert "✓ step 3" in result.stderr
+    out = result.stdout
+    assert out.index("scenario unknown") < out.index("ROLLBACK_INVENTORY") < out.index("before") < out.index("after")
+    assert "unknown: passed" in out and "failed" not in out
