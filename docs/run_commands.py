@@ -6,6 +6,8 @@ In a new directory, /tmp/myshop (short, so tables that show paths fit; it must n
 writes every code block whose info string names a file (```` ```python file=loyalty.py ````) and
 runs every `$ command` line of the blocks marked ```` ```console run ````, in order, with this
 venv's `bin` first on PATH; each command's stdout and stderr replace what followed it in the block.
+A block marked ```` ```console run in=repo ```` runs at the repository's root instead (for
+commands that name files of the repository).
 At the end it runs `sagactl down --purge` there and deletes the directory.
 """
 
@@ -20,6 +22,7 @@ from pathlib import Path
 
 FENCE = re.compile(r"^```(?P<info>[^\n]*)\n(?P<body>.*?)^```$", re.MULTILINE | re.DOTALL)
 WORKDIR = Path("/tmp/myshop")
+REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 def files(document: str) -> dict[str, str]:
@@ -42,7 +45,8 @@ def render(document: str, workdir: Path, env: dict[str, str]) -> str:
             (workdir / files[0]).write_text(body)
             return match[0]
         if info[0] == "console" and "run" in info[1:]:
-            return f"```{match['info']}\n{run_block(body, workdir, env)}```"
+            where = REPOSITORY if "in=repo" in info else workdir
+            return f"```{match['info']}\n{run_block(body, where, env)}```"
         return match[0]
 
     return FENCE.sub(replace, document)
