@@ -92,11 +92,23 @@ class PullConsumer:
         await self._top_up()
 
     async def stop(self) -> None:
+        """Stop pulling, and give back what was delivered but never handed out.
+
+        Without the NAK, those messages would wait out the consumer's ack wait (30 s) before
+        another replica or the restarted process could have them.
+        """
         if self._sub is not None:
             try:
                 await self._sub.unsubscribe()
             except Exception:
                 pass
+        while self._buffer:
+            msg = self._buffer.popleft()
+            if msg.reply:
+                try:
+                    await self._nc.publish(msg.reply, nak_body(0))
+                except Exception:  # NATS away: they come back after the ack wait instead
+                    return
 
     def forget_requests(self) -> None:
         """After a reconnect the server may have lost our pull requests: ask again from zero."""

@@ -1,0 +1,43 @@
+"""A participant stopped with SIGTERM gives back the events it had pulled but not handled."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from participants.contract import parse_sale
+from sagactl.client import SagaClient
+from sagactl.statedir import StateDir
+from sagactl.supervisor import Supervisor
+
+# Far longer than the test's deadline: an event the stopped process kept without an ack or a
+# NAK would only come back after this, and the sales behind it would miss the deadline.
+ACK_WAIT_S = "300"
+
+
+async def _submit_and_finish(supervisor: Supervisor, urls: list[str], sales: int) -> None:
+    client = await SagaClient.connect(urls)
+    try:
+        await client.request("inventory", "setup", {"products": {"1": 10_000}})
+        await client.request("payment", "setup", {"users": {"1": {"balance": "100000.00"}}})
+        await client.watch_terminal()
+        ids = await client.submit_many([parse_sale(1, 1, "1.00", 1)] * sales, timeout=30)
+        await client.wait_terminal(ids[0], 60)  # inventory is working through its buffer now
+        await asyncio.to_thread(supervisor.stop_participant, "inventory")  # SIGTERM: a graceful stop
+        await asyncio.to_thread(supervisor.up, None, None, None, {"inventory": {"SAGACTL_ACK_WAIT": ACK_WAIT_S}})
+        started = time.monotonic()
+        outcomes = await asyncio.gather(*(client.wait_terminal(i, 60) for i in ids))
+        assert {o.status for o in outcomes} == {"FINALIZED"}
+        assert time.monotonic() - started < 60
+    finally:
+        await client.close()
+
+
+def test_sigterm_gives_back_pulled_events(state: StateDir) -> None:
+    supervisor = Supervisor(state)
+    slow = {"SAGACTL_FAULT_DELAY_MS": "10", "SAGACTL_ACK_WAIT": ACK_WAIT_S}
+    try:
+        urls = supervisor.up(None, extra_env={"inventory": slow})
+        asyncio.run(_submit_and_finish(supervisor, urls, sales=1000))
+    finally:
+        supervisor.down()
