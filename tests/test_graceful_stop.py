@@ -35,7 +35,9 @@ async def _submit_and_finish(supervisor: Supervisor, urls: list[str], sales: int
 
 def test_sigterm_gives_back_pulled_events(state: StateDir) -> None:
     supervisor = Supervisor(state)
-    slow = {"SAGACTL_FAULT_DELAY_MS": "10", "SAGACTL_ACK_WAIT": ACK_WAIT_S}
+    # Slow handling in small batches: many events wait in the process's buffer when it is told
+    # to stop, and it can still stop within the supervisor's grace period.
+    slow = {"SAGACTL_FAULT_DELAY_MS": "10", "SAGACTL_BATCH_SIZE": "32", "SAGACTL_ACK_WAIT": ACK_WAIT_S}
     try:
         urls = supervisor.up(None, extra_env={"inventory": slow})
         asyncio.run(_submit_and_finish(supervisor, urls, sales=1000))

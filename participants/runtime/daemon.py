@@ -255,6 +255,9 @@ class ParticipantDaemon:
     async def _consume(self, puller: jetstream.PullConsumer) -> None:
         assert self.relay is not None
         while not self.stopping.is_set():
+            # With messages buffered every await below can complete without suspending, and a
+            # loop that never suspends never runs the SIGTERM handler: yield once per batch.
+            await asyncio.sleep(0)
             if self.relay.backlog > MAX_RELAY_BACKLOG:  # NATS slow or away: stop taking more work
                 await asyncio.sleep(0.01)
                 continue

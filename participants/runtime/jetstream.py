@@ -85,29 +85,45 @@ class PullConsumer:
         self._heard_at = time.monotonic()
         self._buffer: deque[Msg] = deque()
         self._ready = asyncio.Event()
+        self._stopping = False
         self.problems: deque[str] = deque(maxlen=20)  # 409 descriptions, for the participant's log
 
     async def start(self) -> None:
         self._sub = await self._nc.subscribe(self._inbox, cb=self._on_message, pending_msgs_limit=-1, pending_bytes_limit=-1)
         await self._top_up()
 
-    async def stop(self) -> None:
-        """Stop pulling, and give back what was delivered but never handed out.
+    async def stop(self, grace_s: float = 1.0) -> None:
+        """Stop pulling and give back what was delivered but never handed out.
 
-        Without the NAK, those messages would wait out the consumer's ack wait (30 s) before
-        another replica or the restarted process could have them.
+        Without the NAKs those messages would wait out the consumer's ack wait (30 s) before
+        another replica or the restarted process could have them. Requests already granted may
+        still be filling while we stop, so the subscription stays open until they are (or until
+        the server has been silent a moment), NAKing whatever arrives.
         """
+        self._stopping = True
+        await self._give_back()
+        deadline = time.monotonic() + grace_s
+        while self._owed > 0 and self._nc.is_connected and time.monotonic() < deadline:
+            heard = self._heard_at
+            await asyncio.sleep(0.05)
+            if self._heard_at == heard and time.monotonic() - heard > 0.2:
+                break  # nothing more is coming now; an idle request expires by itself
+            await self._give_back()
         if self._sub is not None:
             try:
                 await self._sub.unsubscribe()
             except Exception:
                 pass
+        await self._give_back()
+
+    async def _give_back(self) -> None:
         while self._buffer:
             msg = self._buffer.popleft()
             if msg.reply:
                 try:
                     await self._nc.publish(msg.reply, nak_body(0))
                 except Exception:  # NATS away: they come back after the ack wait instead
+                    self._buffer.clear()
                     return
 
     def forget_requests(self) -> None:
@@ -132,7 +148,7 @@ class PullConsumer:
         return batch
 
     async def _top_up(self) -> None:
-        if not self._nc.is_connected:
+        if self._stopping or not self._nc.is_connected:
             return
         if self._owed == 0:
             self._heard_at = time.monotonic()  # a fresh start of the silence clock
