@@ -23,6 +23,9 @@ DEAD_LETTER_STREAM = "SAGA_DLQ"
 DEAD_LETTER_SUBJECT_ROOT = "sagadlq"
 # Control requests (state, submit, ping) travel outside `saga.>` so they never enter the history.
 CONTROL_ROOT = "sagactl"
+# Every running participant replica answers a request on this subject (no queue group), so a
+# client on any machine learns which participants exist by collecting replies for a moment.
+DISCOVER_SUBJECT = f"{CONTROL_ROOT}.discover"
 
 CREATED_SALE = "CREATED_SALE"
 UPDATED_INVENTORY = "UPDATED_INVENTORY"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 import orjson
 from nats.aio.client import Client
@@ -17,16 +17,26 @@ from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 
 from participants.contract import (
     CANCELED_SALE,
+    DISCOVER_SUBJECT,
     FINALIZED_SALE,
+    SUBJECTS,
     TERMINAL_TYPES,
+    ContractError,
     Sale,
     control_subject,
+    register_event_type,
     subject_for,
 )
 from participants.runtime import broker
+from participants.runtime.loader import BUILT_IN
 from sagactl.errors import SagactlError, Unavailable
 
 REQUEST_TIMEOUT_S = 5.0
+# How long `participants()` collects answers: every replica answers within milliseconds unless it
+# is busy with a batch, and nobody can say how many will answer.
+DISCOVER_WINDOW_S = 0.5
+# Once every expected participant answered, others (started by hand elsewhere) get this much longer.
+DISCOVER_GRACE_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -154,6 +164,55 @@ class SagaClient:
     def outcome(self, sale_id: int) -> Outcome | None:
         return self._outcomes.get(sale_id)
 
+    # -- discovery -------------------------------------------------------------------------
+    async def participants(self, window: float = DISCOVER_WINDOW_S, expected: Iterable[str] = ()) -> list[dict[str, Any]]:
+        """Every running participant replica, as each describes itself, from any machine.
+
+        Answers are collected for `window` seconds, or until every `expected` participant has
+        answered and DISCOVER_GRACE_S more have passed. Event types a participant registered (a
+        fourth participant's own) are learned too, so this process can name and parse events from
+        modules it never imported.
+        """
+        answers: list[dict[str, Any]] = []
+        waiting_for = set(expected)
+        all_expected = asyncio.Event()
+
+        async def collect(msg: Msg) -> None:
+            try:
+                answer = orjson.loads(msg.data)
+            except orjson.JSONDecodeError:
+                return
+            if isinstance(answer, dict) and isinstance(answer.get("participant"), str):
+                answers.append(answer)
+                waiting_for.discard(answer["participant"])
+                if not waiting_for:
+                    all_expected.set()
+
+        inbox = self.nc.new_inbox()
+        subscription = await self.nc.subscribe(inbox, cb=collect)
+        started = asyncio.get_running_loop().time()
+        try:
+            await self.nc.publish(DISCOVER_SUBJECT, b"{}", reply=inbox)
+            # A collection window, not a synchronisation: nobody can say how many will answer.
+            try:
+                await asyncio.wait_for(all_expected.wait(), window if waiting_for else 0)
+            except asyncio.TimeoutError:
+                pass
+            remaining = window - (asyncio.get_running_loop().time() - started)
+            await asyncio.sleep(min(DISCOVER_GRACE_S, remaining) if all_expected.is_set() else max(remaining, 0))
+        finally:
+            await subscription.unsubscribe()
+        for answer in answers:
+            learn_event_types(answer.get("event_types") or {})
+        return sorted(answers, key=lambda a: (participant_order(a["participant"]), a.get("replica", 1)))
+
+    async def participant_names(self, expected: list[str] | None = None, window: float = DISCOVER_WINDOW_S) -> list[str]:
+        """The participants to show: those that answered, plus those expected (the built-ins and
+        whatever this state dir started), so one that is down still shows as not answering."""
+        wanted = list(expected if expected is not None else BUILT_IN)
+        found = {a["participant"] for a in await self.participants(window, expected=wanted)}
+        return sorted(found | set(wanted), key=participant_order)
+
     # -- state ---------------------------------------------------------------------------
     async def state(self, participants: list[str], timeout: float = REQUEST_TIMEOUT_S) -> dict[str, dict[str, Any] | None]:
         """Each participant's tables as it reports them; None for one that did not answer."""
@@ -166,3 +225,20 @@ class SagaClient:
 
         answers = await asyncio.gather(*(one(name) for name in participants))
         return dict(zip(participants, answers))
+
+
+def participant_order(name: str) -> tuple[int, str]:
+    """The built-ins first, in the saga's order (sale, inventory, payment), then the rest by name."""
+    built_in = list(BUILT_IN)
+    return (built_in.index(name), "") if name in built_in else (len(built_in), name)
+
+
+def learn_event_types(event_types: dict[str, str]) -> None:
+    """Register event types another process declared; a conflicting one is ignored, not fatal."""
+    for event_type, subject in event_types.items():
+        if event_type in SUBJECTS:
+            continue
+        try:
+            register_event_type(str(event_type), str(subject))
+        except ContractError:
+            continue

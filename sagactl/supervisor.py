@@ -18,12 +18,15 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from participants.runtime.loader import BUILT_IN
 from sagactl.connection import CONNECTION_FILE_VARIABLES
 from sagactl.errors import Unavailable, UsageError
 from sagactl.statedir import StateDir
+
+if TYPE_CHECKING:
+    from participants.runtime.participant import Participant
 
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 5.0
@@ -314,6 +317,10 @@ class Supervisor:
         self.wait_ready(started)
         return urls
 
+    def expected_participants(self) -> list[str]:
+        """The built-ins and every participant `up` started here (with --with): those that should answer."""
+        return list({**BUILT_IN, **(self.state.load_system().get("participants") or {})})
+
     def processes(self) -> list[ProcessInfo]:
         system = self.state.load_system()
         counts = system.get("replicas") or {}
@@ -386,4 +393,36 @@ def parse_replicas(specs: list[str]) -> dict[str, int]:
         if not name or not count.isdigit() or int(count) < 1:
             raise UsageError(f"--replicas takes NAME=COUNT with COUNT >= 1, not {spec!r}")
         result[name] = int(count)
+    return result
+
+
+def load(reference: str) -> Participant:
+    """Import a participant by `MODULE:OBJECT` from the current directory, as its process will.
+
+    The participant processes run `python -m` in the current directory; the `sagactl` script
+    does not have it on its path, so add it (as uvicorn does for `app:app`).
+    """
+    from participants.runtime.loader import load_participant
+
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return load_participant(reference)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def parse_with(references: list[str]) -> dict[str, str]:
+    """`--with examples.shipping:participant` -> {"shipping": "examples.shipping:participant"}.
+
+    The module is imported here, so a typo is a usage error before anything starts.
+    """
+    result: dict[str, str] = {}
+    for reference in references:
+        name = load(reference).name
+        if name in BUILT_IN and reference not in (name, BUILT_IN[name]):
+            raise UsageError(f"--with {reference}: the name {name!r} belongs to a built-in participant")
+        if name in result and result[name] != reference:
+            raise UsageError(f"--with {reference}: {result[name]} is also named {name!r}")
+        result[name] = BUILT_IN.get(reference, reference)
     return result

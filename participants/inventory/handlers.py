@@ -15,7 +15,7 @@ from participants.contract import (
     Event,
 )
 from participants.inventory.models import Inventory, StockBaseline
-from participants.runtime.lean import Statement
+from participants.runtime import Statement
 
 PRODUCER = "inventory"
 

@@ -19,7 +19,7 @@ from participants.contract import (
     to_cents,
 )
 from participants.payment.models import BalanceBaseline, Payment, User
-from participants.runtime.lean import Statement
+from participants.runtime import Statement
 
 PRODUCER = "payment"
 

@@ -195,12 +195,18 @@ async def ensure_streams(
             await js.add_stream(config)
 
 
-def consumer_config(durable: str, subjects: list[str], ack_wait_s: float, max_ack_pending: int = 4096) -> ConsumerConfig:
-    """A participant's durable pull consumer, filtered to the events it handles."""
+def consumer_config(
+    durable: str, subjects: list[str], ack_wait_s: float, max_ack_pending: int = 4096, only_new: bool = False
+) -> ConsumerConfig:
+    """A participant's durable pull consumer, filtered to the events it handles.
+
+    The policy only matters when the consumer is first created: a participant that joins a
+    running system replays the stream's history (ALL) unless it asked for new events only.
+    """
     return ConsumerConfig(
         durable_name=durable,
         name=durable,
-        deliver_policy=DeliverPolicy.ALL,
+        deliver_policy=DeliverPolicy.NEW if only_new else DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=ack_wait_s,
         # No server-side limit: the runtime decides (participants/runtime/retry.py). It

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +25,16 @@ from nats.js import JetStreamContext
 from sqlalchemy import Connection
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from participants.contract import DEAD_LETTER_SUBJECT_ROOT, STREAM, ContractError, Event, control_subject, parse_event
+from participants.contract import (
+    DEAD_LETTER_SUBJECT_ROOT,
+    DISCOVER_SUBJECT,
+    STREAM,
+    SUBJECTS,
+    ContractError,
+    Event,
+    control_subject,
+    parse_event,
+)
 from participants.runtime import broker, jetstream, recovery
 from participants.runtime.crashpoints import AFTER_COMMIT, MID_BATCH, CrashPoints
 from participants.runtime.database import create_schema, make_engine, seed_once, table_rows
@@ -130,7 +140,9 @@ class ParticipantDaemon:
         """Create the streams and this participant's consumer, waiting out a server still starting."""
         assert self.js is not None
         settings = self.settings
-        config = broker.consumer_config(durable, self.participant.subjects, settings.ack_wait_s)
+        config = broker.consumer_config(
+            durable, self.participant.subjects, settings.ack_wait_s, only_new=not self.participant.replay_history
+        )
         deadline = time.monotonic() + DECLARE_TIMEOUT_S
         while True:
             try:
@@ -168,6 +180,7 @@ class ParticipantDaemon:
         assert self.nc is not None
         name = self.participant.name
         await self.nc.subscribe(control_subject(name, "ping"), cb=self._on_ping)
+        await self.nc.subscribe(DISCOVER_SUBJECT, cb=self._on_discover)
         await self.nc.subscribe(control_subject(name, "state"), queue=name, cb=self._on_state)
         await self.nc.subscribe(control_subject(name, "rows"), queue=name, cb=self._on_rows)
         for verb in self.participant.requests:
@@ -175,6 +188,20 @@ class ParticipantDaemon:
 
     async def _on_ping(self, msg: Msg) -> None:
         body = {"participant": self.participant.name, "replica": self.settings.replica, "pid": os.getpid()}
+        await msg.respond(orjson.dumps(body))
+
+    async def _on_discover(self, msg: Msg) -> None:
+        """Say who we are; the event types this process knows let a CLI show events it never imported."""
+        body = {
+            "participant": self.participant.name,
+            "replica": self.settings.replica,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "handles": sorted(self.participant.handlers),
+            "requests": sorted(self.participant.requests),
+            "tables": [t.__tablename__ for t in self.participant.tables],  # type: ignore[attr-defined]
+            "event_types": dict(SUBJECTS),
+        }
         await msg.respond(orjson.dumps(body))
 
     async def _on_state(self, msg: Msg) -> None:

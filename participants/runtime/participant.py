@@ -2,9 +2,11 @@
 
 A participant is a name, its tables (SQLModel classes) with seed rows, and one handler per event
 type it consumes. A handler gets the event and an open database session inside the runtime's
-transaction and returns the events to emit (`event.follow(...)`). It never commits, acks or
-publishes: the runtime records the consumed event id (inbox) and the emitted events (outbox) in
-the same transaction, commits, publishes after the commit and acks after that.
+transaction and returns the events to emit (`event.follow(...)`): one, a list, or None. It never
+commits, acks or publishes: the runtime records the consumed event id (inbox) and the emitted
+events (outbox) in the same transaction, commits, publishes after the commit and acks after that.
+A handler that raises has changed nothing; the event is retried with backoff and, after the last
+attempt, parked in the dead-letter stream. docs/participants.md is the tutorial.
 """
 
 from __future__ import annotations
@@ -37,15 +39,28 @@ class TransientError(Exception):
 
 @dataclass
 class Participant:
-    """A saga participant: declare it once, run it with `sagactl participant run MODULE:OBJECT`."""
+    """A saga participant: declare it once, run it with `sagactl participant run MODULE:OBJECT`.
+
+    name: a lowercase identifier; it names the durable consumer, the database
+        (`<state dir>/<name>.db`, or env `SAGACTL_DB_URL_<NAME>`) and the control subjects.
+    tables: the SQLModel tables `sagactl state` shows; created at start if missing.
+    handlers: event type -> `handler(event, session) -> Event | list[Event] | None`. The
+        consumer is filtered to these types' subjects.
+    seed: rows inserted the first time the database starts, never again.
+    requests: verb -> `handler(body, session) -> (reply, events)`, answered on
+        `sagactl.<name>.<verb>` (core NATS request/reply, outside the stream).
+    private_tables: tables the participant keeps for itself: created, not shown by `state`.
+    replay_history: when the participant first joins a running system, handle every event
+        still in the stream (True, the default) or only events published from then on.
+    """
 
     name: str
     tables: Sequence[type[SQLModel]]
     handlers: dict[str, Handler]
     seed: Callable[[], Iterable[SQLModel]] = lambda: ()
     requests: dict[str, RequestHandler] = field(default_factory=dict)
-    # Tables the participant keeps for itself (baselines, bookkeeping): created, not shown by `state`.
     private_tables: Sequence[type[SQLModel]] = ()
+    replay_history: bool = True
     # Optional: makes a Simulation, so `sagactl bench --raw` can measure the messaging alone.
     simulate: Callable[[], Simulation] | None = None
 

@@ -17,7 +17,7 @@ from participants.contract import (
     parse_sale,
     to_cents,
 )
-from participants.runtime.lean import Statement
+from participants.runtime import Statement
 from participants.sale.models import SaleRow, SaleStatus, SubmitKey
 
 PRODUCER = "sale"

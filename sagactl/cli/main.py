@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from sagactl import __version__
-from sagactl.cli import bench, check, deadletters, logs, run, sales, scenario, system, tail, trace
+from sagactl.cli import bench, check, deadletters, logs, participant, run, sales, scenario, system, tail, trace
 
 app = typer.Typer(
     name="sagactl",
@@ -25,6 +25,7 @@ bench.register(app)
 check.register(app)
 deadletters.register(app)
 scenario.register(app)
+participant.register(app)
 
 
 def _version(value: bool) -> None:

@@ -87,21 +87,25 @@ async def _submit(urls: list[str], sale: Sale, wait: bool, timeout: float) -> di
 
 def state(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: JsonOption = False,
           watch: WatchOption = False, interval: IntervalOption = 1.0, creds: CredsOption = None, tls_ca: TlsCaOption = None) -> None:
-    """Print each service's tables, as each participant reports its own database.
+    """Print each participant's tables, as each reports its own database.
 
-    Exit 1 when a participant does not answer. --watch redraws them in place, changed rows highlighted.
+    Shows the built-ins, every participant this state dir started (`up --with`) and every other
+    one that answers discovery on NATS. Exit 1 when one of them does not answer. --watch redraws
+    them in place, changed rows highlighted.
 
     Example: sagactl state --json
     """
     from sagactl.views.tables import render_state
 
     use_connection_files(creds, tls_ca)
-    urls = Supervisor(state_dir(state)).nats_urls(nats_url)
+    supervisor = Supervisor(state_dir(state))
+    urls = supervisor.nats_urls(nats_url)
+    expected = supervisor.expected_participants()
     if watch:
         from sagactl.views import live
 
-        return live.watch(lambda: run_async(_state(urls)), lambda tables: out.print(render_state(tables)), interval, json)
-    tables = run_async(_state(urls))
+        return live.watch(lambda: run_async(_state(urls, expected)), lambda tables: out.print(render_state(tables)), interval, json)
+    tables = run_async(_state(urls, expected))
     if json:
         print_json(tables)
     else:
@@ -110,12 +114,11 @@ def state(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: Js
         raise typer.Exit(int(ExitCode.FAILED))
 
 
-async def _state(urls: list[str]) -> dict[str, Any]:
-    from participants.runtime.loader import BUILT_IN
+async def _state(urls: list[str], expected: list[str]) -> dict[str, Any]:
     from sagactl.client import SagaClient
 
     client = await SagaClient.connect(urls)
     try:
-        return await client.state(list(BUILT_IN))
+        return await client.state(await client.participant_names(expected))
     finally:
         await client.close()

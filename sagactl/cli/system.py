@@ -6,13 +6,14 @@ from typing import Annotated, Any
 
 import typer
 
+from participants.runtime.loader import BUILT_IN
 from sagactl.cli.common import (
     CredsOption, IntervalOption, JsonOption, NatsUrlOption, StateDirOption, TlsCaOption, WatchOption, err, handle_errors,
     out, print_json, run_async, state_dir,
 )
 from sagactl.connection import check_reachable, parse_db_urls, use_connection_files
 from sagactl.errors import ExitCode, Unavailable, UsageError
-from sagactl.supervisor import Supervisor, parse_replicas
+from sagactl.supervisor import Supervisor, parse_replicas, parse_with
 
 
 def register(app: typer.Typer) -> None:
@@ -25,6 +26,7 @@ def up(
     state: StateDirOption = None,
     nats_url: NatsUrlOption = None,
     replicas: Annotated[list[str], typer.Option("--replicas", help="Processes of one participant, e.g. inventory=3 (repeatable).")] = [],
+    with_: Annotated[list[str], typer.Option("--with", help="Also run your own participant, MODULE:OBJECT (repeatable); it joins a running system live.")] = [],
     cluster: Annotated[int | None, typer.Option("--cluster", help="Start an embedded JetStream cluster of this many nodes (2-5) instead of one server.")] = None,
     db_url: Annotated[list[str], typer.Option("--db-url", help="A participant's database, e.g. sale=postgresql+psycopg://user@host/sale (repeatable; env SAGACTL_DB_URL_<NAME>).")] = [],
     creds: CredsOption = None,
@@ -32,9 +34,11 @@ def up(
 ) -> None:
     """Start NATS (embedded unless --nats-url) and the three participants; return when all are ready.
 
-    Running it again starts only what is missing (a participant or cluster node that died); it remembers --db-url, --creds and --tls-ca.
+    Running it again starts only what is missing, so it also restarts a participant (or cluster
+    node) that died, and `up --with MODULE:OBJECT` adds a participant to a running system without
+    touching the others. It remembers --db-url, --creds and --tls-ca.
 
-    Example: sagactl up --cluster 3 --replicas inventory=3 --db-url payment=postgresql+psycopg://postgres@127.0.0.1/payment
+    Example: sagactl up --cluster 3 --replicas inventory=3 --with examples.shipping:participant
     """
     if cluster is not None and nats_url:
         raise UsageError("--cluster starts embedded servers; it cannot be combined with --nats-url")
@@ -42,8 +46,10 @@ def up(
     supervisor = Supervisor(state_dir(state))
     if nats_url:  # a wrong URL, credential or CA fails here in one line, before anything starts
         check_reachable(supervisor.nats_urls(nats_url))
+    extra = parse_with(with_)
     with err.status("starting NATS and the participants…"):
-        urls = supervisor.up(nats_url, replicas=parse_replicas(replicas), db_urls=parse_db_urls(db_url), cluster=cluster)
+        urls = supervisor.up(nats_url, participants={**BUILT_IN, **extra}, replicas=parse_replicas(replicas),
+                             db_urls=parse_db_urls(db_url), cluster=cluster)
     running = [f"{p.name}" + (f"-{p.replica}" if p.replica > 1 else "") for p in supervisor.processes() if p.running]
     err.print(f"up: NATS {supervisor.describe_url(urls)}; running: {', '.join(running)}; state in {supervisor.state.root}")
 

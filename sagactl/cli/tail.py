@@ -50,9 +50,9 @@ def tail(
 
     origin = _origin(all_, since, last, follow)
     stateful = state_dir(state)
-    selection = Selection(subjects=tuple(subject_for(t) for t in _checked_types(types, stateful)),
-                          sale_id=sale_id, services=frozenset(services), since=origin.since)
     urls = Supervisor(stateful).nats_urls(nats_url)
+    selection = Selection(subjects=tuple(subject_for(t) for t in _checked_types(types, stateful, urls)),
+                          sale_id=sale_id, services=frozenset(services), since=origin.since)
     emit = _print_json if json else _print_line
     if follow and origin.mode == "new":
         err.print("[dim]following new events on SAGA (Ctrl-C to stop)[/]")
@@ -77,12 +77,15 @@ def _origin(all_: bool, since: str | None, last: int | None, follow: bool) -> Or
     return Origin("new")
 
 
-def _checked_types(types: list[str], state: StateDir) -> list[str]:
+def _checked_types(types: list[str], state: StateDir, urls: list[str]) -> list[str]:
     from participants.contract import SUBJECTS
 
     unknown = [t for t in types if t not in SUBJECTS]
     if unknown:
         _register_system_participants(state)  # a participant added with `up --with` brings its own types
+        unknown = [t for t in types if t not in SUBJECTS]
+    if unknown:
+        run_async(_discover(urls))  # one started anywhere else says which types it knows
         unknown = [t for t in types if t not in SUBJECTS]
     if unknown:
         raise UsageError(f"--type: unknown event type {unknown[0]!r} (known: {', '.join(SUBJECTS)})")
@@ -95,6 +98,16 @@ def _register_system_participants(state: StateDir) -> None:
             load_participant(reference)
         except Exception:
             continue  # its types stay unknown; the usage error names the known ones
+
+
+async def _discover(urls: list[str]) -> None:
+    from sagactl.client import SagaClient
+
+    client = await SagaClient.connect(urls, name="sagactl-tail")
+    try:
+        await client.participants()
+    finally:
+        await client.close()
 
 
 def _known_services(state: StateDir) -> set[str]:

@@ -1,0 +1,87 @@
+"""Re-run the commands of a markdown document and paste their real output back into it.
+
+    .venv/bin/python docs/run_commands.py docs/participants.md
+
+In a new directory, /tmp/myshop (short, so tables that show paths fit; it must not exist), it
+writes every code block whose info string names a file (```` ```python file=loyalty.py ````) and
+runs every `$ command` line of the blocks marked ```` ```console run ````, in order, with this
+venv's `bin` first on PATH; each command's stdout and stderr replace what followed it in the block.
+A block marked ```` ```console run in=repo ```` runs at the repository's root instead (for
+commands that name files of the repository).
+At the end it runs `sagactl down --purge` there and deletes the directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+FENCE = re.compile(r"^```(?P<info>[^\n]*)\n(?P<body>.*?)^```$", re.MULTILINE | re.DOTALL)
+WORKDIR = Path("/tmp/myshop")
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def files(document: str) -> dict[str, str]:
+    """The code blocks that name a file: {file name: content}, the last one winning."""
+    found = {}
+    for match in FENCE.finditer(document):
+        names = [word.removeprefix("file=") for word in match["info"].split() if word.startswith("file=")]
+        if names:
+            found[names[0]] = match["body"]
+    return found
+
+
+def render(document: str, workdir: Path, env: dict[str, str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        info, body = match["info"].split(), match["body"]
+        if not info:
+            return match[0]
+        files = [word.removeprefix("file=") for word in info if word.startswith("file=")]
+        if files:
+            (workdir / files[0]).write_text(body)
+            return match[0]
+        if info[0] == "console" and "run" in info[1:]:
+            where = REPOSITORY if "in=repo" in info else workdir
+            return f"```{match['info']}\n{run_block(body, where, env)}```"
+        return match[0]
+
+    return FENCE.sub(replace, document)
+
+
+def run_block(body: str, workdir: Path, env: dict[str, str]) -> str:
+    shown = []
+    for command in (line[2:] for line in body.splitlines() if line.startswith("$ ")):
+        sys.stderr.write(f"$ {command}\n")
+        result = subprocess.run(["bash", "-c", command], cwd=workdir, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, timeout=300)
+        shown.append(f"$ {command}\n{result.stdout}")
+    return "".join(shown)
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        sys.stderr.write("usage: run_commands.py FILE.md\n")
+        raise SystemExit(2)
+    path = Path(sys.argv[1])
+    workdir = WORKDIR
+    try:
+        workdir.mkdir()
+    except FileExistsError:
+        sys.stderr.write(f"{workdir} exists: another run is going on, or remove it first\n")
+        raise SystemExit(1) from None
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("SAGACTL_", "NATS_"))}
+    env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}", COLUMNS="100", NO_COLOR="1")
+    try:
+        path.write_text(render(path.read_text(), workdir, env))
+    finally:
+        subprocess.run([f"{Path(sys.executable).parent}/sagactl", "down", "--purge"], cwd=workdir, env=env,
+                       capture_output=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

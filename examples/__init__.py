@@ -1,0 +1,1 @@
+"""Example participants written against the public participant API (docs/participants.md)."""

@@ -1,0 +1,96 @@
+"""`sagactl participant run|list`: run one participant (yours or a built-in), see which ones answer."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any
+
+import typer
+
+from sagactl.cli.common import JsonOption, NatsUrlOption, StateDirOption, err, handle_errors, out, print_json, run_async, state_dir
+from sagactl.errors import ExitCode
+from sagactl.supervisor import Supervisor, load
+
+participant_app = typer.Typer(
+    help="Run your own participant (or a built-in) and list the participants that answer on NATS.",
+    no_args_is_help=True,
+)
+
+
+def register(app: typer.Typer) -> None:
+    participant_app.command("run")(handle_errors(run))
+    participant_app.command("list")(handle_errors(list_participants))
+    app.add_typer(participant_app, name="participant")
+
+
+def run(
+    reference: Annotated[str, typer.Argument(help="MODULE:OBJECT naming a participants.runtime.Participant, or a built-in name.")],
+    state: StateDirOption = None,
+    nats_url: NatsUrlOption = None,
+    db_url: Annotated[str | None, typer.Option("--db-url", help="Its database [default: env SAGACTL_DB_URL_<NAME>, else <state dir>/<name>.db].", show_default=False)] = None,
+    replica: Annotated[int, typer.Option("--replica", min=1, help="Replica number, when several processes share the participant.")] = 1,
+) -> None:
+    """Run one participant in the foreground until Ctrl-C; its log lines (JSON) go to stderr.
+
+    Without --nats-url it joins the system `sagactl up` started in the state directory. The module
+    is imported from the current directory. It is not recorded in the state directory, so `status`
+    and `down` do not know it: use `sagactl up --with MODULE:OBJECT` for that.
+
+    Example: sagactl participant run examples.shipping:participant
+    """
+    from participants.runtime import run as run_participant
+
+    participant = load(reference)
+    supervisor = Supervisor(state_dir(state))
+    urls = supervisor.nats_urls(nats_url)
+    supervisor.state.make()
+    extra = {f"SAGACTL_DB_URL_{participant.name.upper()}": db_url} if db_url else {}
+    # The same environment `sagactl up` gives the processes it starts.
+    os.environ.update(supervisor.participant_env(participant.name, replica, urls, extra))
+    err.print(f"participant {participant.name}: NATS {supervisor.describe_url(urls)}, "
+              f"database {os.environ[f'SAGACTL_DB_URL_{participant.name.upper()}']}; Ctrl-C stops it")
+    run_participant(participant)
+
+
+def list_participants(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: JsonOption = False) -> None:
+    """List every participant replica that answers on NATS, on this machine or any other.
+
+    Exit 1 when none answers.
+
+    Example: sagactl participant list --json
+    """
+    urls = Supervisor(state_dir(state)).nats_urls(nats_url)
+    found = run_async(_discover(urls))
+    if json:
+        print_json(found)
+    else:
+        _print(found)
+    if not found:
+        raise typer.Exit(int(ExitCode.FAILED))
+
+
+async def _discover(urls: list[str]) -> list[dict[str, Any]]:
+    from sagactl.client import SagaClient
+
+    client = await SagaClient.connect(urls, name="sagactl-participant-list")
+    try:
+        answers = await client.participants()
+    finally:
+        await client.close()
+    keys = ("participant", "replica", "host", "pid", "handles", "requests", "tables")
+    return [{key: answer.get(key) for key in keys} for answer in answers]
+
+
+def _print(found: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    if not found:
+        err.print("no participant answered")
+        return
+    table = Table(title="participants", title_justify="left")
+    for column in ("participant", "replica", "host", "pid", "handles", "tables"):
+        table.add_column(column)
+    for p in found:
+        table.add_row(p["participant"], str(p["replica"]), str(p["host"]), str(p["pid"]),
+                      ", ".join(p["handles"] or []), ", ".join(p["tables"] or []))
+    out.print(table)
