@@ -14,6 +14,8 @@ create the schema and insert the seed rows once.
 from __future__ import annotations
 
 import enum
+import sqlite3
+import time
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Iterable
@@ -93,9 +95,9 @@ def make_engine(url: str, synchronous: str = "NORMAL", busy_timeout_s: float = 3
         # Let SQLAlchemy's "begin" below issue BEGIN IMMEDIATE instead of pysqlite's lazy BEGIN.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        use_wal(cursor, busy_timeout_s)
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -104,6 +106,20 @@ def make_engine(url: str, synchronous: str = "NORMAL", busy_timeout_s: float = 3
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def use_wal(cursor: Any, timeout_s: float) -> None:
+    """Switch the file to WAL (it stays so). Replicas opening a new file together contend for
+    the exclusive lock this takes, and SQLite answers "locked" without waiting: ask again."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def postgres_driver(url: str) -> str:
