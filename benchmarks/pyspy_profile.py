@@ -18,8 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sagactl.statedir import StateDir
-from sagactl.supervisor import Supervisor
+from sagactl.system.statedir import StateDir
+from sagactl.system.supervisor import Supervisor
 
 PARTICIPANTS = ("sale", "inventory", "payment")
 

@@ -14,7 +14,14 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+)
 
 STREAM = "SAGA"
 SUBJECT_ROOT = "saga"

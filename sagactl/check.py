@@ -30,10 +30,10 @@ import nats.errors
 from participants.contract import STREAM
 from participants.flow import consumer_of, expected_next
 from sagactl.client import SagaClient
-from sagactl.deadletters import DeadLetter, list_dead_letters
 from sagactl.errors import Unavailable
-from sagactl.sale_histories import SaleHistory, last_seq, read_histories
 from sagactl.snapshot import SaleRecord, Snapshot, read_snapshot
+from sagactl.streams.deadletters import DeadLetter, list_dead_letters
+from sagactl.streams.histories import SaleHistory, last_seq, read_histories
 
 FINALIZED, CANCELED, PENDING = "FINALIZED", "CANCELED", "PENDING"
 

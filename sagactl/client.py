@@ -13,7 +13,8 @@ from typing import Any, Iterable
 import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
 
 from participants.contract import (
     CANCELED_SALE,

@@ -119,7 +119,6 @@ def refuse_inserts(backend: SqliteBackend | PostgresBackend, state_root: Path, p
 
         return lift_sqlite
     import psycopg
-
     from sqlalchemy.engine import make_url
 
     url = make_url(backend.url(participant)).set(drivername="postgresql").render_as_string(hide_password=False)

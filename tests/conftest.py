@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
-
 from backends import PostgresBackend, SqliteBackend, db_backend, db_urls  # noqa: F401 (db_backend is a fixture)
+
 from participants.runtime.loader import BUILT_IN
-from sagactl.statedir import StateDir
-from sagactl.supervisor import Supervisor, nats_server_binary, read_pid
+from sagactl.system.processes import nats_server_binary, read_pid
+from sagactl.system.statedir import StateDir
+from sagactl.system.supervisor import Supervisor
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -18,7 +18,8 @@ from participants.runtime.loader import BUILT_IN
 from sagactl.check import CheckReport, run_checks
 from sagactl.client import SagaClient
 from sagactl.snapshot import read_rows
-from sagactl.supervisor import Supervisor, pid_alive, read_pid
+from sagactl.system.processes import pid_alive, read_pid
+from sagactl.system.supervisor import Supervisor
 
 DEADLINE_S = 60.0
 

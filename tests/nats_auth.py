@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from sagactl.supervisor import free_port, nats_server_binary, port_open, stop_pid
+from sagactl.system.processes import free_port, nats_server_binary, port_open, stop_pid
 
 
 # -- TLS -------------------------------------------------------------------------------------

@@ -12,9 +12,10 @@ import threading
 import time
 from typing import Any, Callable
 
-from sagactl.cli.main import app
-from sagactl.supervisor import Supervisor
 from test_cli import runner, sagactl
+
+from sagactl.cli.main import app
+from sagactl.system.supervisor import Supervisor
 
 WIDE = {"COLUMNS": "160"}  # Rich reads the width at each print; tables then need no wrapping
 

@@ -10,17 +10,29 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
+from backends import PostgresBackend, SqliteBackend
 from sqlalchemy import inspect, text
 from sqlmodel import Session, select
 
-from backends import PostgresBackend, SqliteBackend
-from participants.contract import CREATED_SALE, UPDATED_INVENTORY, Event, new_event, parse_sale
+from participants.contract import (
+    CREATED_SALE,
+    UPDATED_INVENTORY,
+    Event,
+    new_event,
+    parse_sale,
+)
 from participants.inventory import participant as inventory
 from participants.inventory.handlers import on_created_sale
 from participants.inventory.models import Inventory
 from participants.payment import participant as payment
 from participants.payment.models import User
-from participants.runtime.database import InboxEntry, create_schema, make_engine, seed_once, utc_datetime
+from participants.runtime.database import (
+    InboxEntry,
+    create_schema,
+    make_engine,
+    seed_once,
+    utc_datetime,
+)
 from participants.runtime.transaction import Applied, apply_event, apply_request
 
 Backend = SqliteBackend | PostgresBackend

@@ -6,9 +6,15 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 from sagactl.check import Audit, Violation
-from sagactl.deadletters import DeadLetter
-from sagactl.sale_histories import SaleHistory, Step
-from sagactl.snapshot import MoneyRecord, PaymentRecord, SaleRecord, Snapshot, StockRecord
+from sagactl.snapshot import (
+    MoneyRecord,
+    PaymentRecord,
+    SaleRecord,
+    Snapshot,
+    StockRecord,
+)
+from sagactl.streams.deadletters import DeadLetter
+from sagactl.streams.histories import SaleHistory, Step
 
 NOW = 1_000_000.0
 FLOW = {

@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from sagactl.cli.main import app
-from sagactl.supervisor import Supervisor, pid_alive
+from sagactl.system.processes import pid_alive
+from sagactl.system.supervisor import Supervisor
 
 runner = CliRunner()
 

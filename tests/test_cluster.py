@@ -10,16 +10,17 @@ import time
 from typing import Any, Iterator
 
 import pytest
+from saga_checks import assert_conserved, stream_messages
 from typer.testing import CliRunner
 
 from participants.contract import STREAM, parse_sale
-from saga_checks import assert_conserved, stream_messages
 from sagactl.cli.main import app
 from sagactl.client import SagaClient
 from sagactl.errors import Unavailable
-from sagactl.cluster import EmbeddedCluster
-from sagactl.statedir import StateDir
-from sagactl.supervisor import Supervisor, pid_alive
+from sagactl.system.cluster import EmbeddedCluster
+from sagactl.system.processes import pid_alive
+from sagactl.system.statedir import StateDir
+from sagactl.system.supervisor import Supervisor
 
 runner = CliRunner()
 # The full run (300 sagas) is marked soak; CI runs a shorter one unless SAGACTL_SOAK=1.

@@ -7,13 +7,13 @@ import json
 from typing import Any
 
 import orjson
+from backends import PostgresBackend, SqliteBackend, refuse_inserts
 from typer.testing import CliRunner
 
-from backends import PostgresBackend, SqliteBackend, refuse_inserts
 from participants.contract import FAILED_PAYMENT, new_event, parse_sale
 from sagactl.cli.main import app
-from sagactl.deadletters import list_dead_letters
-from sagactl.supervisor import Supervisor
+from sagactl.streams.deadletters import list_dead_letters
+from sagactl.system.supervisor import Supervisor
 from tests.driving import checked, connect, eventually, pid_of, quiesce, record, settle
 
 runner = CliRunner()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from decimal import Decimal
+
 import pytest
+from backends import PostgresBackend, SqliteBackend
 from sqlmodel import Session, select
 
-from backends import PostgresBackend, SqliteBackend
 from participants.contract import (
     CANCELED_SALE,
     CREATED_SALE,
@@ -30,7 +31,11 @@ from participants.payment.models import Payment, User
 from participants.runtime.database import create_schema, make_engine, seed_once
 from participants.runtime.transaction import Applied, apply_event, apply_request
 from participants.sale import participant as sale
-from participants.sale.handlers import on_rollback_inventory, on_validated_payment, submit
+from participants.sale.handlers import (
+    on_rollback_inventory,
+    on_validated_payment,
+    submit,
+)
 from participants.sale.models import SaleRow, SaleStatus
 
 

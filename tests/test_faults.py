@@ -16,9 +16,20 @@ from participants.contract import Sale, parse_sale
 from participants.runtime.crashpoints import CRASH_POINTS
 from sagactl.client import SagaClient
 from sagactl.errors import SagactlError
-from sagactl.supervisor import Supervisor, port_open
+from sagactl.system.processes import port_open
+from sagactl.system.supervisor import Supervisor
 from tests.driving import (
-    checked, connect, eventually, log_lines, pid_of, quiesce, record, settle, start_one, submit_all, wait_dead,
+    checked,
+    connect,
+    eventually,
+    log_lines,
+    pid_of,
+    quiesce,
+    record,
+    settle,
+    start_one,
+    submit_all,
+    wait_dead,
     wait_pending,
 )
 

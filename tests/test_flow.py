@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from participants.flow import PRODUCERS, expected_next, final_status, next_step, outcome_kind
+from participants.flow import (
+    PRODUCERS,
+    expected_next,
+    final_status,
+    next_step,
+    outcome_kind,
+)
 
 C, U, R, V, F, FIN, CAN = ("CREATED_SALE", "UPDATED_INVENTORY", "ROLLBACK_INVENTORY", "VALIDATED_PAYMENT",
                            "FAILED_PAYMENT", "FINALIZED_SALE", "CANCELED_SALE")

@@ -7,8 +7,8 @@ import time
 
 from participants.contract import parse_sale
 from sagactl.client import SagaClient
-from sagactl.statedir import StateDir
-from sagactl.supervisor import Supervisor
+from sagactl.system.statedir import StateDir
+from sagactl.system.supervisor import Supervisor
 
 # Far longer than the test's deadline: an event the stopped process kept without an ack or a
 # NAK would only come back after this, and the sales behind it would miss the deadline.

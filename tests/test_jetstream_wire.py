@@ -15,7 +15,14 @@ import pytest
 
 from participants.contract import STREAM
 from participants.runtime import broker
-from participants.runtime.jetstream import NATS_PY_VERSION, PubAcks, PullConsumer, delivery_info, nak_body, status_of
+from participants.runtime.jetstream import (
+    NATS_PY_VERSION,
+    PubAcks,
+    PullConsumer,
+    delivery_info,
+    nak_body,
+    status_of,
+)
 
 
 def test_nats_py_is_the_pinned_version() -> None:

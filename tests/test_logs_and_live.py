@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from observing import Background, sagactl, submit, wait_for, watch_a_sale, wide
 from rich.console import Console
 
-from sagactl.statedir import StateDir
-from sagactl.supervisor import Supervisor
 from sagactl.errors import Unavailable
+from sagactl.system.statedir import StateDir
+from sagactl.system.supervisor import Supervisor
 from sagactl.views.live import HIGHLIGHT, highlight_changes
-from observing import Background, sagactl, submit, wait_for, watch_a_sale, wide
 
 
 def test_logs_are_readable_and_raw_with_json(system: Supervisor) -> None:

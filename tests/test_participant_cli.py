@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 import examples.shipping
 from participants.contract import FINALIZED_SALE
 from sagactl.cli.main import app
-from sagactl.supervisor import Supervisor
+from sagactl.system.supervisor import Supervisor
 from sagactl.testing import SagaHarness
 
 runner = CliRunner()

@@ -22,11 +22,12 @@ from participants.contract import (
 )
 from participants.runtime.loader import BUILT_IN
 from sagactl.client import SagaClient
-from sagactl.deadletters import list_dead_letters
 from sagactl.errors import Unavailable
-from sagactl.sale_histories import read_histories
-from sagactl.statedir import StateDir
-from sagactl.supervisor import Supervisor, pid_alive
+from sagactl.streams.deadletters import list_dead_letters
+from sagactl.streams.histories import read_histories
+from sagactl.system.processes import pid_alive
+from sagactl.system.statedir import StateDir
+from sagactl.system.supervisor import Supervisor
 from tests.driving import eventually, wait_dead
 
 

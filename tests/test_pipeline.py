@@ -14,13 +14,20 @@ from sqlmodel import Session, select
 from participants.contract import CREATED_SALE, STREAM, new_event, parse_sale
 from participants.inventory import participant as inventory
 from participants.inventory.models import Inventory
-from participants.runtime.database import InboxEntry, OutboxEntry, create_schema, make_engine, seed_once, utc_datetime
-from participants.runtime.lean import Statement
+from participants.runtime.database import (
+    InboxEntry,
+    OutboxEntry,
+    create_schema,
+    make_engine,
+    seed_once,
+    utc_datetime,
+)
 from participants.runtime.outbox import Retention, prune
+from participants.runtime.sql import Statement
 from participants.runtime.transaction import Applied, apply_batch, apply_request
 from participants.sale import participant as sale
 from sagactl.client import SagaClient
-from sagactl.supervisor import Supervisor
+from sagactl.system.supervisor import Supervisor
 
 
 def engine_for(tmp_path: Path, participant):  # type: ignore[no-untyped-def]

@@ -8,14 +8,14 @@ from typing import Iterator
 
 import orjson
 import pytest
-
 from backends import PostgresBackend, SqliteBackend, db_urls
+from saga_checks import Order, assert_conserved, await_terminal, submit_all
+
 from participants.contract import parse_sale
 from participants.runtime.loader import BUILT_IN
-from saga_checks import Order, assert_conserved, await_terminal, submit_all
 from sagactl.client import SagaClient
-from sagactl.statedir import StateDir
-from sagactl.supervisor import Supervisor
+from sagactl.system.statedir import StateDir
+from sagactl.system.supervisor import Supervisor
 
 REPLICAS = {"inventory": 3, "payment": 2}
 

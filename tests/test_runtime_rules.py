@@ -10,13 +10,19 @@ import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, select
 
-from participants.contract import CREATED_SALE, UPDATED_INVENTORY, ContractError, new_event, parse_sale
+from participants.contract import (
+    CREATED_SALE,
+    UPDATED_INVENTORY,
+    ContractError,
+    new_event,
+    parse_sale,
+)
 from participants.payment import participant as payment
 from participants.payment.models import Payment, User
 from participants.runtime import TransientError
 from participants.runtime.database import create_schema, make_engine, seed_once
-from participants.runtime.pages import read_page
 from participants.runtime.retry import failure_action, is_transient
+from participants.runtime.rows import read_page
 from participants.runtime.settings import ConfigError, Settings
 from participants.runtime.transaction import apply_event, apply_request
 from participants.sale import participant as sale

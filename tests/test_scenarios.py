@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from sagactl.cli.main import app
 from sagactl.scenario import loader
-from sagactl.statedir import StateDir
-from sagactl.supervisor import Supervisor
+from sagactl.system.statedir import StateDir
+from sagactl.system.supervisor import Supervisor
 
 runner = CliRunner()
 # success and fault are run by tests/test_cli.py::test_run_shipped_scenarios.

@@ -11,13 +11,21 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from nats_auth import (
+    Certificates,
+    Operator,
+    SecuredServer,
+    make_certificates,
+    make_operator,
+    new_keys,
+    run_server,
+)
 from typer.testing import CliRunner
 
-from nats_auth import Certificates, Operator, SecuredServer, make_certificates, make_operator, new_keys, run_server
 from sagactl.cli.main import app
-from sagactl.connection import CONNECTION_FILE_VARIABLES
-from sagactl.statedir import StateDir
-from sagactl.supervisor import Supervisor
+from sagactl.system.connection import CONNECTION_FILE_VARIABLES
+from sagactl.system.statedir import StateDir
+from sagactl.system.supervisor import Supervisor
 
 runner = CliRunner()
 PASSWORD = "s3cret-pa55"

@@ -22,7 +22,7 @@ from participants.contract import Sale, parse_sale
 from sagactl.client import SagaClient
 from sagactl.errors import SagactlError
 from sagactl.snapshot import read_rows
-from sagactl.supervisor import Supervisor
+from sagactl.system.supervisor import Supervisor
 from tests.driving import checked, connect, eventually, quiesce, record
 
 SAGAS = int(os.environ.get("SAGACTL_SOAK_SAGAS", "2000"))

@@ -7,11 +7,11 @@ import json
 from typing import Any
 
 import pytest
+from observing import Background, sagactl, submit, wait_for, watch_a_sale
 
 from participants.runtime import broker
-from sagactl.stream_reader import Delivery
-from sagactl.supervisor import Supervisor
-from observing import Background, sagactl, submit, wait_for, watch_a_sale
+from sagactl.streams.reader import Delivery
+from sagactl.system.supervisor import Supervisor
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ from typing import Any, Iterator
 
 import orjson
 import pytest
+from observing import sagactl, submit, wait_for, wide
 
 from participants.runtime import broker
-from sagactl.statedir import StateDir
-from sagactl.supervisor import Supervisor
-from observing import sagactl, submit, wait_for, wide
+from sagactl.system.statedir import StateDir
+from sagactl.system.supervisor import Supervisor
 
 
 def trace_json(supervisor: Supervisor, sale_id: int) -> dict[str, Any]:

@@ -6,10 +6,9 @@ database; participants run as real processes, exactly as `sagactl up --with` run
 
 from __future__ import annotations
 
+from examples.shipping import SHIPMENT_CREATED
 from participants.contract import FINALIZED_SALE
 from sagactl.testing import AFTER_COMMIT, SagaHarness
-
-from examples.shipping import SHIPMENT_CREATED
 
 REFERENCE = "examples.shipping:participant"
 

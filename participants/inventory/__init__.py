@@ -1,10 +1,15 @@
 """The inventory service: reserves stock for a sale and gives it back when payment fails."""
 
 from participants.contract import CREATED_SALE, FAILED_PAYMENT
-from participants.inventory.handlers import baseline, on_created_sale, on_failed_payment, setup
+from participants.inventory.handlers import (
+    baseline,
+    on_created_sale,
+    on_failed_payment,
+    setup,
+)
 from participants.inventory.models import Inventory, StockBaseline, seed_rows
-from participants.runtime import Participant
 from participants.inventory.simulation import InventorySimulation
+from participants.runtime import Participant
 
 participant = Participant(
     name="inventory",

@@ -20,7 +20,7 @@ from participants.runtime import Statement
 PRODUCER = "inventory"
 
 
-# The hot path: plain SQL on the transaction's connection (participants/runtime/lean.py).
+# The hot path: plain SQL on the transaction's connection (participants/runtime/sql.py).
 _TABLE = Inventory.__tablename__
 DEBIT = Statement(f"UPDATE {_TABLE} SET quantity = quantity - :q WHERE product_id = :p AND quantity >= :q")
 CREDIT = Statement(f"UPDATE {_TABLE} SET quantity = quantity + :q WHERE product_id = :p")

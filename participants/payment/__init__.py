@@ -3,8 +3,8 @@
 from participants.contract import UPDATED_INVENTORY
 from participants.payment.handlers import baseline, on_updated_inventory, setup
 from participants.payment.models import BalanceBaseline, Payment, User, seed_rows
-from participants.runtime import Participant
 from participants.payment.simulation import PaymentSimulation
+from participants.runtime import Participant
 
 participant = Participant(
     name="payment",

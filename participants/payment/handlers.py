@@ -24,7 +24,7 @@ from participants.runtime import Statement
 PRODUCER = "payment"
 
 
-# The hot path: plain SQL on the transaction's connection (participants/runtime/lean.py); money in cents.
+# The hot path: plain SQL on the transaction's connection (participants/runtime/sql.py); money in cents.
 DEBIT = Statement(f"UPDATE {User.__tablename__} SET balance = balance - :v WHERE id = :u AND balance >= :v")
 KNOWN = Statement(f"SELECT 1 FROM {User.__tablename__} WHERE id = :u")
 RECORD = Statement(f"INSERT INTO {Payment.__tablename__} (user_id, sale_id, value) VALUES (:u, :s, :v)")

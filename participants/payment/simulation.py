@@ -5,7 +5,14 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from participants.contract import FAILED_PAYMENT, REASON_INSUFFICIENT_BALANCE, REASON_UNKNOWN_USER, VALIDATED_PAYMENT, Event, parse_money
+from participants.contract import (
+    FAILED_PAYMENT,
+    REASON_INSUFFICIENT_BALANCE,
+    REASON_UNKNOWN_USER,
+    VALIDATED_PAYMENT,
+    Event,
+    parse_money,
+)
 from participants.payment.handlers import PRODUCER
 
 

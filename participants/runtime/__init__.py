@@ -34,7 +34,7 @@ _EXPORTS = {
     "TransientError": "participants.runtime.participant",
     "Settings": "participants.runtime.settings",
     "Simulation": "participants.runtime.participant",
-    "Statement": "participants.runtime.lean",
+    "Statement": "participants.runtime.sql",
 }
 
 __all__ = sorted(_EXPORTS)

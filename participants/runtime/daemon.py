@@ -37,14 +37,27 @@ from participants.contract import (
 )
 from participants.runtime import broker, jetstream, recovery
 from participants.runtime.crashpoints import AFTER_COMMIT, MID_BATCH, CrashPoints
-from participants.runtime.database import create_schema, make_engine, seed_once, table_rows
+from participants.runtime.database import (
+    create_schema,
+    make_engine,
+    seed_once,
+    table_rows,
+)
 from participants.runtime.eventlog import EventLog
 from participants.runtime.outbox import OutboxRelay, Retention
-from participants.runtime.pages import read_page
 from participants.runtime.participant import Participant, Simulation, as_events
 from participants.runtime.retry import failure_action
+from participants.runtime.rows import read_page
 from participants.runtime.settings import ConfigError, Settings
-from participants.runtime.transaction import Applied, Message, Outcome, apply_batch, apply_event, outbox_messages, run_request
+from participants.runtime.transaction import (
+    Applied,
+    Message,
+    Outcome,
+    apply_batch,
+    apply_event,
+    outbox_messages,
+    run_request,
+)
 
 FETCH_TIMEOUT_S = 0.5
 PULL_EXPIRES_S = 5.0

@@ -55,7 +55,9 @@ class Faults:
         if self.delay_ms:
             time.sleep(self.delay_ms / 1000)
         if self.fail_rate and event_id not in self._failed and self.chosen(event_id):
-            from participants.runtime.participant import TransientError  # here: participant.py imports us
+            from participants.runtime.participant import (
+                TransientError,  # here: participant.py imports us
+            )
 
             self._failed.add(event_id)
             raise TransientError(f"injected transient failure ({FAIL_RATE_ENV}={self.fail_rate:g})")

@@ -19,8 +19,7 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import timedelta
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Awaitable, Callable
 
 from nats.aio.client import Client

@@ -24,13 +24,13 @@ from sqlmodel import Session
 
 from participants.contract import Event
 from participants.runtime.database import InboxEntry, OutboxEntry, utc_datetime
-from participants.runtime.lean import Statement, db_time
 from participants.runtime.participant import Participant, RequestHandler
+from participants.runtime.sql import Statement, db_time
 
 # (subject, payload, event id): an outbox row as the relay publishes it.
 Message = tuple[str, bytes, str]
 
-# The runtime's own rows, written with executemany on the driver cursor (lean.py says why).
+# The runtime's own rows, written with executemany on the driver cursor (sql.py says why).
 _INBOX, _OUTBOX = InboxEntry.__tablename__, OutboxEntry.__tablename__
 INSERT_INBOX = Statement(
     f"INSERT INTO {_INBOX} (event_id, event_type, sale_id, handled_at) VALUES (:event_id, :event_type, :sale_id, :at)"

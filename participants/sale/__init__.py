@@ -2,9 +2,15 @@
 
 from participants.contract import ROLLBACK_INVENTORY, VALIDATED_PAYMENT
 from participants.runtime import Participant
-from participants.sale.simulation import SaleSimulation
-from participants.sale.handlers import get, on_rollback_inventory, on_validated_payment, submit, submit_many
+from participants.sale.handlers import (
+    get,
+    on_rollback_inventory,
+    on_validated_payment,
+    submit,
+    submit_many,
+)
 from participants.sale.models import SaleRow, SubmitKey
+from participants.sale.simulation import SaleSimulation
 
 participant = Participant(
     name="sale",

@@ -24,7 +24,7 @@ PRODUCER = "sale"
 MAX_SALES_PER_REQUEST = 1000
 
 
-# The hot path: plain SQL on the transaction's connection (participants/runtime/lean.py).
+# The hot path: plain SQL on the transaction's connection (participants/runtime/sql.py).
 # The status column holds the enum's name, as SQLAlchemy stores an Enum.
 CLOSE = Statement(f"UPDATE {SaleRow.__tablename__} SET status = :status, reason = :reason WHERE id = :id AND status = 'PENDING'")
 EXISTS = Statement(f"SELECT 1 FROM {SaleRow.__tablename__} WHERE id = :id")

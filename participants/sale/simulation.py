@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from participants.contract import CANCELED_SALE, CREATED_SALE, FINALIZED_SALE, ROLLBACK_INVENTORY, Event, new_event, parse_sale
+from participants.contract import (
+    CANCELED_SALE,
+    CREATED_SALE,
+    FINALIZED_SALE,
+    ROLLBACK_INVENTORY,
+    Event,
+    new_event,
+    parse_sale,
+)
 from participants.sale.handlers import PRODUCER
 
 

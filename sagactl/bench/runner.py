@@ -13,11 +13,22 @@ from pathlib import Path
 from typing import Any, Callable
 
 from participants.contract import STREAM
-from sagactl.bench.load import BALANCE, BROKE_USER, EMPTY_PRODUCT, PRODUCT, STOCK, USER, Generator, LoadPlan, LoadResult
+from sagactl.bench.load import (
+    BALANCE,
+    BROKE_USER,
+    EMPTY_PRODUCT,
+    PRODUCT,
+    STOCK,
+    USER,
+    Generator,
+    LoadPlan,
+    LoadResult,
+)
 from sagactl.bench.procs import ProcessUsage, UsageMeter
 from sagactl.client import SagaClient
-from sagactl.statedir import StateDir
-from sagactl.supervisor import Supervisor, nats_config_file
+from sagactl.system.processes import nats_config_file
+from sagactl.system.statedir import StateDir
+from sagactl.system.supervisor import Supervisor
 
 DURABILITY_DEFAULT = (
     "default durability: JetStream writes reach the OS at once and are fsynced every 2 minutes, "

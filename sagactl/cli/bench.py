@@ -6,7 +6,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sagactl.cli.common import JsonOption, NatsUrlOption, StateDirOption, err, handle_errors, out, print_json, state_dir
+from sagactl.cli.common import (
+    JsonOption,
+    NatsUrlOption,
+    StateDirOption,
+    err,
+    handle_errors,
+    out,
+    print_json,
+    state_dir,
+)
 from sagactl.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
@@ -46,7 +55,13 @@ def bench(
     if reuse and (raw or fsync):
         raise UsageError("--raw and --fsync set how the processes start: they need a fresh system, not --reuse")
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from sagactl.bench.load import LoadPlan
     from sagactl.bench.runner import BenchConfig, run_bench

@@ -6,9 +6,19 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sagactl.cli.common import JsonOption, NatsUrlOption, StateDirOption, err, handle_errors, out, print_json, run_async, state_dir
+from sagactl.cli.common import (
+    JsonOption,
+    NatsUrlOption,
+    StateDirOption,
+    err,
+    handle_errors,
+    out,
+    print_json,
+    run_async,
+    state_dir,
+)
 from sagactl.errors import ExitCode, UsageError
-from sagactl.supervisor import Supervisor
+from sagactl.system.supervisor import Supervisor
 
 if TYPE_CHECKING:  # the check imports nats and the contract (pydantic): only when it runs
     from sagactl.check import CheckReport

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 
 from sagactl.errors import ExitCode, SagactlError
-from sagactl.statedir import StateDir
+from sagactl.system.statedir import StateDir
 
 T = TypeVar("T")
 

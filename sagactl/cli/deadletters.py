@@ -6,9 +6,19 @@ from typing import TYPE_CHECKING, Annotated, Any, Awaitable, Callable
 
 import typer
 
-from sagactl.cli.common import JsonOption, NatsUrlOption, StateDirOption, err, handle_errors, out, print_json, run_async, state_dir
+from sagactl.cli.common import (
+    JsonOption,
+    NatsUrlOption,
+    StateDirOption,
+    err,
+    handle_errors,
+    out,
+    print_json,
+    run_async,
+    state_dir,
+)
 from sagactl.errors import Unavailable, UsageError
-from sagactl.supervisor import Supervisor
+from sagactl.system.supervisor import Supervisor
 
 if TYPE_CHECKING:  # nats and the dead-letter core load only when a command runs
     from nats.js import JetStreamContext
@@ -30,7 +40,7 @@ def list_(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: Js
 
     Example: sagactl deadletters list --json
     """
-    from sagactl import deadletters
+    from sagactl.streams import deadletters
 
     letters = _run(state, nats_url, deadletters.list_dead_letters)
     if json:
@@ -61,7 +71,7 @@ def replay(seqs: SeqArgument = None, all: AllOption = False, state: StateDirOpti
 
     Example: sagactl deadletters replay --all
     """
-    from sagactl import deadletters
+    from sagactl.streams import deadletters
 
     chosen = _chosen(seqs, all)
     letters = _run(state, nats_url, lambda js: deadletters.replay(js, chosen))
@@ -75,7 +85,7 @@ def purge(seqs: SeqArgument = None, all: AllOption = False, state: StateDirOptio
 
     Example: sagactl deadletters purge 3 4
     """
-    from sagactl import deadletters
+    from sagactl.streams import deadletters
 
     chosen = _chosen(seqs, all)
     letters = _run(state, nats_url, lambda js: deadletters.purge(js, chosen))

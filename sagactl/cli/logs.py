@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from sagactl import logs as participant_logs
 from sagactl.cli.common import StateDirOption, err, handle_errors, out, state_dir
 from sagactl.errors import UsageError
-from sagactl.logs import LogLine
+from sagactl.system import logs as participant_logs
+from sagactl.system.logs import LogLine
 
 
 def register(app: typer.Typer) -> None:

@@ -5,7 +5,19 @@ from __future__ import annotations
 import typer
 
 from sagactl import __version__
-from sagactl.cli import bench, check, deadletters, logs, participant, run, sales, scenario, system, tail, trace
+from sagactl.cli import (
+    bench,
+    check,
+    deadletters,
+    lifecycle,
+    logs,
+    participant,
+    run,
+    sales,
+    scenario,
+    tail,
+    trace,
+)
 
 app = typer.Typer(
     name="sagactl",
@@ -15,7 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-system.register(app)
+lifecycle.register(app)
 sales.register(app)
 run.register(app)
 tail.register(app)

@@ -7,9 +7,19 @@ from typing import Annotated, Any
 
 import typer
 
-from sagactl.cli.common import JsonOption, NatsUrlOption, StateDirOption, err, handle_errors, out, print_json, run_async, state_dir
+from sagactl.cli.common import (
+    JsonOption,
+    NatsUrlOption,
+    StateDirOption,
+    err,
+    handle_errors,
+    out,
+    print_json,
+    run_async,
+    state_dir,
+)
 from sagactl.errors import ExitCode
-from sagactl.supervisor import Supervisor, load
+from sagactl.system.supervisor import Supervisor, load
 
 participant_app = typer.Typer(
     help="Run your own participant (or a built-in) and list the participants that answer on NATS.",

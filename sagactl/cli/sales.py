@@ -7,12 +7,22 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from sagactl.cli.common import (
-    CredsOption, IntervalOption, JsonOption, NatsUrlOption, StateDirOption, TlsCaOption, WatchOption, out, handle_errors,
-    print_json, run_async, state_dir,
+    CredsOption,
+    IntervalOption,
+    JsonOption,
+    NatsUrlOption,
+    StateDirOption,
+    TlsCaOption,
+    WatchOption,
+    handle_errors,
+    out,
+    print_json,
+    run_async,
+    state_dir,
 )
-from sagactl.connection import use_connection_files
 from sagactl.errors import ExitCode, UsageError
-from sagactl.supervisor import Supervisor
+from sagactl.system.connection import use_connection_files
+from sagactl.system.supervisor import Supervisor
 
 if TYPE_CHECKING:  # the CLI imports pydantic, nats and the views only in the command that runs
     from participants.contract import Sale

@@ -9,14 +9,22 @@ import orjson
 import typer
 
 from participants.runtime.loader import BUILT_IN, load_participant
-from sagactl.cli.common import NatsUrlOption, StateDirOption, err, handle_errors, out, run_async, state_dir
+from sagactl.cli.common import (
+    NatsUrlOption,
+    StateDirOption,
+    err,
+    handle_errors,
+    out,
+    run_async,
+    state_dir,
+)
 from sagactl.cli.interrupt import until_interrupted
 from sagactl.errors import UsageError
-from sagactl.statedir import StateDir
-from sagactl.supervisor import Supervisor
+from sagactl.system.statedir import StateDir
+from sagactl.system.supervisor import Supervisor
 
 if TYPE_CHECKING:  # history imports nats and the contract pydantic: only when tail runs
-    from sagactl.history import Origin, StreamEvent
+    from sagactl.streams.tail import Origin, StreamEvent
 
 
 def register(app: typer.Typer) -> None:
@@ -45,8 +53,8 @@ def tail(
     Example: sagactl tail --all --no-follow --type CANCELED_SALE --json
     """
     from participants.contract import subject_for
-    from sagactl import history
-    from sagactl.history import Selection
+    from sagactl.streams import tail as history
+    from sagactl.streams.tail import Selection
 
     origin = _origin(all_, since, last, follow)
     stateful = state_dir(state)
@@ -60,8 +68,8 @@ def tail(
 
 
 def _origin(all_: bool, since: str | None, last: int | None, follow: bool) -> Origin:
-    from sagactl import history
-    from sagactl.history import Origin
+    from sagactl.streams import tail as history
+    from sagactl.streams.tail import Origin
 
     given = [name for name, value in (("--all", all_), ("--since", since), ("--last", last)) if value not in (None, False)]
     if len(given) > 1:

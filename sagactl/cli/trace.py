@@ -8,13 +8,23 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sagactl.cli.common import JsonOption, NatsUrlOption, StateDirOption, err, handle_errors, out, print_json, run_async, state_dir
+from sagactl.cli.common import (
+    JsonOption,
+    NatsUrlOption,
+    StateDirOption,
+    err,
+    handle_errors,
+    out,
+    print_json,
+    run_async,
+    state_dir,
+)
 from sagactl.errors import SagactlError, UsageError
-from sagactl.statedir import StateDir
-from sagactl.supervisor import Supervisor
+from sagactl.system.statedir import StateDir
+from sagactl.system.supervisor import Supervisor
 
 if TYPE_CHECKING:  # the trace model imports the contract (pydantic) and the stream reader nats
-    from sagactl.trace import SagaTrace
+    from sagactl.streams.trace import SagaTrace
 
 
 def register(app: typer.Typer) -> None:
@@ -58,8 +68,9 @@ def trace(
 
 
 def load_trace(urls: list[str], sale_id: int, stateful: StateDir) -> SagaTrace:
-    from sagactl import history, logs
-    from sagactl.trace import build_trace
+    from sagactl.streams import tail as history
+    from sagactl.streams.trace import build_trace
+    from sagactl.system import logs
 
     events = run_async(history.sale_events(urls, sale_id))
     if not events:

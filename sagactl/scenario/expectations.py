@@ -6,8 +6,15 @@ from typing import Any
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from sagactl.scenario.model import SALE_STATUSES, Expectations, SaleExpectation, SaleRef, TableRows, TableValues
-from sagactl.scenario.names import Names
+from sagactl.scenario.model import (
+    SALE_STATUSES,
+    Expectations,
+    SaleExpectation,
+    SaleRef,
+    TableRows,
+    TableValues,
+)
+from sagactl.scenario.scope import Names
 from sagactl.scenario.yamlnodes import Reader, kind, line_of
 
 EXPECT_KEYS = ("sales", "tables", "events", "invariants", "dead_letters")

@@ -17,9 +17,14 @@ import nats.errors
 from participants.contract import DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT_ROOT
 from sagactl.client import SagaClient
 from sagactl.errors import SagactlError
-from sagactl.scenario.model import Expectations, SaleExpectation, SaleRef, TableRows, TableValues
+from sagactl.scenario.model import (
+    Expectations,
+    SaleExpectation,
+    SaleRef,
+    TableRows,
+    TableValues,
+)
 from sagactl.scenario.tracker import read_history
-
 
 # A source that cannot be read (NATS down after a failed step) makes its expectations fail.
 UNREADABLE = (SagactlError, nats.errors.Error, asyncio.TimeoutError, OSError)

@@ -26,7 +26,7 @@ from sagactl.scenario.model import (
     Setup,
     UserSetup,
 )
-from sagactl.scenario.names import Names
+from sagactl.scenario.scope import Names
 from sagactl.scenario.steps import read_steps
 from sagactl.scenario.yamlnodes import Problems, Reader, compose
 

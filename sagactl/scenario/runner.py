@@ -22,12 +22,12 @@ from sagactl.errors import SagactlError
 from sagactl.scenario.judge import Evidence, Verdict, judge
 from sagactl.scenario.model import (
     ExpectStep,
+    KillNatsLeaderStep,
     KillStep,
     PublishStep,
     RestartStep,
     Scenario,
     SleepStep,
-    KillNatsLeaderStep,
     StartNatsStep,
     StartStep,
     Step,
@@ -36,7 +36,7 @@ from sagactl.scenario.model import (
     WaitExitStep,
     WaitStep,
 )
-from sagactl.scenario.system import ScenarioSystem, wait_exited
+from sagactl.scenario.private_system import ScenarioSystem, wait_exited
 from sagactl.scenario.tracker import SaleTracker, read_history
 
 RECONNECT_TIMEOUT_S = 15.0

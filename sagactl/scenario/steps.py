@@ -8,9 +8,9 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from participants.contract import SUBJECT_ROOT, ContractError, parse_sale
 from sagactl.scenario.expectations import read_expectations
 from sagactl.scenario.model import (
-    KillNatsLeaderStep,
     TERMINAL_STATUSES,
     ExpectStep,
+    KillNatsLeaderStep,
     KillStep,
     PublishStep,
     RestartStep,
@@ -23,7 +23,7 @@ from sagactl.scenario.model import (
     WaitExitStep,
     WaitStep,
 )
-from sagactl.scenario.names import Names
+from sagactl.scenario.scope import Names
 from sagactl.scenario.yamlnodes import Reader, kind, line_of
 
 # Each step is a mapping with one action key and that action's options (or a bare action name).

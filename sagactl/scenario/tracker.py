@@ -16,7 +16,7 @@ from nats.aio.msg import Msg
 from participants.contract import CANCELED_SALE, FINALIZED_SALE, STREAM_SUBJECTS
 from sagactl.client import SagaClient
 from sagactl.errors import SagactlError
-from sagactl.stream_reader import StreamReader
+from sagactl.streams.reader import StreamReader
 
 POLL_S = 1.0
 

@@ -11,8 +11,19 @@ With sagactl installed, pytest gets the fixtures `nats_server`, `nats_url` and `
 docs/participants.md shows a full test.
 """
 
-from participants.runtime.crashpoints import AFTER_COMMIT, AFTER_PUBLISH, CRASH_POINTS, MID_BATCH
-from sagactl.testing.harness import DeadLetter, ObservedEvent, RunningParticipant, SagaHarness, WaitTimeout
+from participants.runtime.crashpoints import (
+    AFTER_COMMIT,
+    AFTER_PUBLISH,
+    CRASH_POINTS,
+    MID_BATCH,
+)
+from sagactl.testing.harness import (
+    DeadLetter,
+    ObservedEvent,
+    RunningParticipant,
+    SagaHarness,
+    WaitTimeout,
+)
 from sagactl.testing.nats import NatsServer
 
 __all__ = [

@@ -35,8 +35,9 @@ from participants.contract import (
     parse_sale,
 )
 from participants.runtime import broker
-from sagactl.statedir import StateDir
-from sagactl.supervisor import Supervisor, load, pid_alive, tail
+from sagactl.system.processes import pid_alive, tail
+from sagactl.system.statedir import StateDir
+from sagactl.system.supervisor import Supervisor, load
 
 T = TypeVar("T")
 # Short, so an event whose process was killed before its ack comes back within a test's patience.

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sagactl.statedir import StateDir
-from sagactl.supervisor import Supervisor
+from sagactl.system.statedir import StateDir
+from sagactl.system.supervisor import Supervisor
 
 
 class NatsServer:

@@ -16,7 +16,7 @@ from typing import Iterator
 
 import pytest
 
-from sagactl.supervisor import nats_server_binary
+from sagactl.system.processes import nats_server_binary
 from sagactl.testing.harness import SagaHarness
 from sagactl.testing.nats import NatsServer
 

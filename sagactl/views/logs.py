@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.text import Text
 
-from sagactl.logs import LogLine
+from sagactl.system.logs import LogLine
 from sagactl.views.events import clock, style_of
 
 WHAT_STYLES = {"handled": "green", "duplicate": "yellow", "failed": "bold red", "dead_letter": "bold red",

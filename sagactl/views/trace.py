@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from participants.flow import consumer_of
-from sagactl.trace import Handling, SagaTrace, TraceStep
+from sagactl.streams.trace import Handling, SagaTrace, TraceStep
 from sagactl.views.events import clock, style_of
 from sagactl.views.tables import STATUS_STYLES
 

@@ -16,8 +16,9 @@ from participants.runtime.faults import DELAY_MS_ENV, FAIL_RATE_ENV
 from participants.runtime.loader import BUILT_IN
 from sagactl.errors import UsageError
 from sagactl.scenario.model import ParticipantSettings, Scenario
-from sagactl.statedir import StateDir
-from sagactl.supervisor import Supervisor, pid_alive, read_pid
+from sagactl.system.processes import pid_alive, read_pid
+from sagactl.system.statedir import StateDir
+from sagactl.system.supervisor import Supervisor
 
 CRASH_POINT_ENV = "SAGACTL_CRASH_POINT"  # read by participants/runtime/settings.py
 
@@ -95,7 +96,7 @@ class ScenarioSystem:
 
     async def kill_nats_leader(self, js: Any) -> str:
         """SIGKILL the cluster node that leads the SAGA stream; its server name."""
-        from sagactl.cluster import EmbeddedCluster
+        from sagactl.system.cluster import EmbeddedCluster
 
         return (await EmbeddedCluster(self.state).kill_stream_leader(js)).server_name
 

@@ -11,9 +11,8 @@ Parameters should be plain ints and strings (money as cents), so every driver st
 from __future__ import annotations
 
 import re
-from typing import Any
-
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, event
 from sqlalchemy.orm import Session as OrmSession

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Iterable
 
 from participants.flow import STEPS, Step, final_status, next_step, outcome_kind
-from sagactl.stream_reader import StreamEvent
+from sagactl.streams.reader import StreamEvent
 
 # What a participant's log says it did with a consumed event.
 HANDLING_RECORDS = ("handled", "duplicate", "failed", "dead_letter")

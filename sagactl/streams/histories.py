@@ -2,7 +2,7 @@
 
 A one-shot read of a whole stream (SAGA, or the dead-letter stream) up to its last sequence,
 with nats-py's ordered push consumer (ephemeral, in memory, no acks, so the participants'
-durable consumers are never disturbed): 20,000 events in about 0.2 s. `sagactl.stream_reader`
+durable consumers are never disturbed): 20,000 events in about 0.2 s. `sagactl.streams.reader`
 is the reader that follows the stream for `tail` and `trace`, surviving NATS restarts.
 """
 

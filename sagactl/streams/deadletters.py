@@ -18,9 +18,13 @@ import orjson
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from participants.contract import DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT_ROOT, SUBJECT_ROOT
+from participants.contract import (
+    DEAD_LETTER_STREAM,
+    DEAD_LETTER_SUBJECT_ROOT,
+    SUBJECT_ROOT,
+)
 from sagactl.errors import SagactlError, UsageError
-from sagactl.sale_histories import read_stream
+from sagactl.streams.histories import read_stream
 
 PUBLISH_TIMEOUT_S = 5.0
 

@@ -8,12 +8,27 @@ import typer
 
 from participants.runtime.loader import BUILT_IN
 from sagactl.cli.common import (
-    CredsOption, IntervalOption, JsonOption, NatsUrlOption, StateDirOption, TlsCaOption, WatchOption, err, handle_errors,
-    out, print_json, run_async, state_dir,
+    CredsOption,
+    IntervalOption,
+    JsonOption,
+    NatsUrlOption,
+    StateDirOption,
+    TlsCaOption,
+    WatchOption,
+    err,
+    handle_errors,
+    out,
+    print_json,
+    run_async,
+    state_dir,
 )
-from sagactl.connection import check_reachable, parse_db_urls, use_connection_files
 from sagactl.errors import ExitCode, Unavailable, UsageError
-from sagactl.supervisor import Supervisor, parse_replicas, parse_with
+from sagactl.system.connection import (
+    check_reachable,
+    parse_db_urls,
+    use_connection_files,
+)
+from sagactl.system.supervisor import Supervisor, parse_replicas, parse_with
 
 
 def register(app: typer.Typer) -> None:
@@ -106,7 +121,9 @@ def _status_report(supervisor: Supervisor, nats_url: str | None) -> dict[str, An
     report["stream"], report["consumers"], report["dead_letters"] = None, [], None
     report["nats_reachable"] = False
     if urls:
-        from participants.runtime import broker  # imports nats: only when there is a server to ask
+        from participants.runtime import (
+            broker,  # imports nats: only when there is a server to ask
+        )
 
         try:
             report.update(run_async(_stream_report(urls)))
@@ -120,9 +137,9 @@ def _status_report(supervisor: Supervisor, nats_url: str | None) -> dict[str, An
 
 def _servers_and_databases(supervisor: Supervisor) -> dict[str, Any]:
     """The embedded cluster's nodes (if any) and the database URLs given to `up` (redacted)."""
-    from sagactl.cluster import EmbeddedCluster
-    from sagactl.cluster import describe as describe_nodes
-    from sagactl.connection import redact_db_url
+    from sagactl.system.cluster import EmbeddedCluster
+    from sagactl.system.cluster import describe as describe_nodes
+    from sagactl.system.connection import redact_db_url
 
     cluster = EmbeddedCluster(supervisor.state)
     databases = supervisor.state.load_system().get("db_urls") or {}

@@ -1,7 +1,7 @@
 """The saga's history for people: which events to show, from where, and the events of one sale.
 
 The reading itself (an ephemeral ordered consumer that never disturbs the participants) is in
-`sagactl.stream_reader`.
+`sagactl.streams.reader`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable, Literal
 
 from sagactl.errors import UsageError
-from sagactl.stream_reader import StartAt, StreamEvent, StreamReader
+from sagactl.streams.reader import StartAt, StreamEvent, StreamReader
 
 __all__ = ["Origin", "Selection", "StreamEvent", "parse_since", "sale_events", "tail"]
 

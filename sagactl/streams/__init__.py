@@ -1,0 +1,1 @@
+"""Reading the SAGA stream: the pull reader, per-sale histories, tail filters, traces, dead letters."""
