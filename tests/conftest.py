@@ -9,13 +9,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterator
 
+import os
+
 import pytest
-from backends import PostgresBackend, SqliteBackend, db_backend, db_urls  # noqa: F401 (db_backend is a fixture)
+from backends import PostgresBackend, SqliteBackend, backends_for, db_backend, db_urls  # noqa: F401 (db_backend is a fixture)
 
 from participants.runtime.loader import BUILT_IN
 from sagactl.system.processes import nats_server_binary, read_pid
 from sagactl.system.statedir import StateDir
 from sagactl.system.supervisor import Supervisor
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that touches a participant's database (through `db_backend`, `system`, ...) runs
+    once per backend, or on SQLite alone when marked `sqlite_only`."""
+    if "db_backend" in metafunc.fixturenames:
+        metafunc.parametrize("db_backend", backends_for(metafunc.definition), indirect=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -24,6 +33,22 @@ def _nats_server_available() -> None:
         nats_server_binary()
     except Exception as exc:  # fail fast with the reason, not with a hundred connection errors
         pytest.exit(f"nats-server is missing: {exc}", returncode=3)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_settings() -> Iterator[None]:
+    """Fail a test that leaves a SAGACTL_* variable changed in this process (and undo it): the
+    in-process CLI and `Supervisor.nats_urls` set some, and a leaked one silently reconfigures
+    every later test. Autouse, so it is set up first and checks after `monkeypatch` has undone its part."""
+    before = {k: v for k, v in os.environ.items() if k.startswith("SAGACTL_")}
+    yield
+    after = {k: v for k, v in os.environ.items() if k.startswith("SAGACTL_")}
+    if after != before:
+        for name in after.keys() - before.keys():
+            del os.environ[name]
+        os.environ.update(before)
+        changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+        pytest.fail(f"the test left {', '.join(changed)} changed in the environment", pytrace=False)
 
 
 @pytest.fixture
@@ -37,6 +62,18 @@ def system(state: StateDir, db_backend: SqliteBackend | PostgresBackend) -> Iter
     supervisor = Supervisor(state)
     try:
         supervisor.up(None, db_urls=db_urls(db_backend, list(BUILT_IN)))
+        yield supervisor
+    finally:
+        supervisor.down()
+
+
+@pytest.fixture(scope="module")
+def module_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
+    """One system (SQLite) shared by the tests of a module that only read it: cheaper than a
+    `system` each. A test that changes it (a sale, a stop) takes `system` instead."""
+    supervisor = Supervisor(StateDir.at(tmp_path_factory.mktemp("shared") / "state"))
+    try:
+        supervisor.up(None)
         yield supervisor
     finally:
         supervisor.down()

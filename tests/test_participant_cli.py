@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 import examples.shipping
@@ -17,6 +18,8 @@ from participants.contract import FINALIZED_SALE
 from sagactl.cli.main import app
 from sagactl.system.supervisor import Supervisor
 from sagactl.testing import SagaHarness
+
+pytestmark = pytest.mark.sqlite_only  # CLI and views: what they show does not depend on the database
 
 runner = CliRunner()
 SHIPPING = "examples.shipping:participant"
