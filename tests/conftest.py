@@ -1,13 +1,14 @@
 """Fixtures: participant systems in temp dirs.
 
 `nats_server`, `nats_url` and `saga_harness` come from sagactl's own pytest plugin
-(sagactl/testing/plugin.py), the same fixtures a user gets for testing a participant.
+(sagactl/testing/plugin.py), the same fixtures a user gets for testing a participant: a test of
+one participant alone uses `saga_harness`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import os
 
@@ -15,7 +16,7 @@ import pytest
 from backends import PostgresBackend, SqliteBackend, backends_for, db_backend, db_urls  # noqa: F401 (db_backend is a fixture)
 
 from participants.runtime.loader import BUILT_IN
-from sagactl.system.processes import nats_server_binary, read_pid
+from sagactl.system.processes import nats_server_binary
 from sagactl.system.statedir import StateDir
 from sagactl.system.supervisor import Supervisor
 
@@ -89,21 +90,3 @@ def fast_ack(monkeypatch: pytest.MonkeyPatch) -> None:
 def fast_system(fast_ack: None, system: Supervisor) -> Supervisor:
     """`system` with a 1 s ack wait (`fast_ack` is set up first: fixtures run in the order requested)."""
     return system
-
-
-@pytest.fixture
-def lone_participant(nats_url: str, state: StateDir) -> Iterator[Callable[..., int]]:
-    """Start one built-in participant against the test's own nats-server: `start("inventory", SAGACTL_X="1")`.
-
-    Calling it again restarts the participant if it died (with the environment given then).
-    """
-    supervisor = Supervisor(state)
-
-    def start(name: str, **env: str) -> int:
-        supervisor.up(nats_url, participants={name: BUILT_IN[name]}, extra_env={name: env})
-        return int(read_pid(state.pid_file(name)) or 0)
-
-    try:
-        yield start
-    finally:
-        supervisor.down()

@@ -6,18 +6,14 @@ import json
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
+from commands import runner, sagactl
 
 from sagactl.cli.main import app
 from sagactl.system.processes import pid_alive
+from sagactl.system.statedir import StateDir
 from sagactl.system.supervisor import Supervisor
 
-runner = CliRunner()
 pytestmark = pytest.mark.sqlite_only
-
-
-def sagactl(supervisor: Supervisor, *args: str) -> Any:
-    return runner.invoke(app, [*args, "--state-dir", str(supervisor.state.root)])
 
 
 def submit(supervisor: Supervisor, product: int, user: int, value: str, quantity: int) -> tuple[int, dict[str, Any]]:
@@ -98,6 +94,44 @@ def test_status_json_and_down_stops_everything(system: Supervisor) -> None:
     assert not any(pid_alive(pid) for pid in pids)
     stopped = sagactl(system, "status", "--json")
     assert stopped.exit_code == 1
+
+
+def test_status_and_state_tables_for_people(module_system: Supervisor) -> None:
+    wide = {"COLUMNS": "200"}
+    status = sagactl(module_system, "status", env=wide)
+    assert status.exit_code == 0, status.output
+    lines = status.stdout.splitlines()
+    for name in ("sale", "inventory", "payment"):
+        [row] = [line for line in lines if f"│ {name} " in line and "running" in line]
+        assert f"{name}.log" in row
+    assert any(line.startswith("stream SAGA: ") and "dead letters: 0" in line for line in lines)
+    consumers = [line.split("│")[1].strip() for line in lines[lines.index("consumers"):] if line.count("│") == 5]
+    assert sorted(consumers) == ["inventory", "payment", "sale"]
+    tables = sagactl(module_system, "state", env=wide)
+    assert tables.exit_code == 0, tables.output
+    titles = [line.strip() for line in tables.stdout.splitlines() if " · " in line]
+    assert titles == ["sale · sales", "inventory · inventories", "payment · users", "payment · payments"]
+    assert any("userTest" in line and "100.00" in line for line in tables.stdout.splitlines())
+
+
+def test_up_with_replicas_then_down_purge_deletes_databases_and_store(state: StateDir) -> None:
+    try:
+        up = sagactl(state, "up", "--replicas", "inventory=2")
+        assert up.exit_code == 0, up.output
+        assert "inventory, inventory-2" in up.stderr
+        report = json.loads(sagactl(state, "status", "--json").stdout)
+        assert sorted((p["name"], p["replica"]) for p in report["participants"] if p["running"]) == [
+            ("inventory", 1), ("inventory", 2), ("payment", 1), ("sale", 1)]
+        sold = sagactl(state, "submit", "--product-id", "1", "--user-id", "1", "--value", "1.00", "--quantity", "1", "--wait")
+        assert sold.exit_code == 0, sold.output
+        assert state.db_files() and state.store_dir.exists()
+        pids = [p["pid"] for p in report["participants"]]
+    finally:
+        down = sagactl(state, "down", "--purge")
+    assert down.exit_code == 0, down.output
+    assert not any(pid_alive(pid) for pid in pids)
+    assert state.db_files() == [] and not state.store_dir.exists()
+    assert json.loads(sagactl(state, "status", "--json").stdout)["participants"] == []
 
 
 def test_up_restarts_a_dead_participant(system: Supervisor) -> None:

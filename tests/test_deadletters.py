@@ -8,20 +8,12 @@ from typing import Any
 
 import orjson
 from backends import PostgresBackend, SqliteBackend, refuse_inserts
-from typer.testing import CliRunner
+from commands import sagactl
 
 from participants.contract import FAILED_PAYMENT, new_event, parse_sale
-from sagactl.cli.main import app
 from sagactl.streams.deadletters import list_dead_letters
 from sagactl.system.supervisor import Supervisor
 from tests.driving import checked, connect, eventually, pid_of, quiesce, record, settle
-
-runner = CliRunner()
-
-
-def sagactl(supervisor: Supervisor, *args: str) -> Any:
-    return runner.invoke(app, [*args, "--state-dir", str(supervisor.state.root)])
-
 
 async def cli(supervisor: Supervisor, *args: str) -> Any:
     """The CLI from an async test: its commands run their own event loop, so in a thread."""
@@ -104,6 +96,18 @@ async def test_a_dead_letter_replayed_after_the_fix_completes_its_saga(fast_syst
         assert "dead-lettered it" in by_check["stuck"]["detail"]
         table = await cli(fast_system, "check", "--stuck-after", "0")
         assert "stuck" in table.stdout and "dead-letter" in table.stdout and "check: failed" in table.stderr
+
+        # Replayed by its sequence number before the fix: it fails again and is parked again, anew.
+        first = letters[0].seq
+        again = await cli(fast_system, "deadletters", "replay", str(first))
+        assert again.exit_code == 0 and "replayed 1" in again.stderr, again.output
+
+        async def parked_again() -> list[Any]:
+            return [letter for letter in await list_dead_letters(client.nc.jetstream()) if letter.seq != first]
+
+        [second] = await eventually(parked_again, "the replayed payment to be dead-lettered again")
+        assert second.seq > first and "payments are frozen" in second.error
+        assert [letter.seq for letter in await list_dead_letters(client.nc.jetstream())] == [second.seq]
 
         unfreeze()
         replayed = await cli(fast_system, "deadletters", "replay", "--all")

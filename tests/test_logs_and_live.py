@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from observing import Background, sagactl, submit, wait_for, watch_a_sale, wide
+from commands import sagactl
+from observing import Background, submit, watch_a_sale, wide
+from polling import wait_for
 from rich.console import Console
 
 from sagactl.errors import Unavailable

@@ -4,8 +4,8 @@ missing ones fails in one line (no traceback, no hang) without ever printing a s
 from __future__ import annotations
 
 import json
-import subprocess
 import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -20,15 +20,13 @@ from nats_auth import (
     new_keys,
     run_server,
 )
-from observing import wait_for
-from typer.testing import CliRunner
+from commands import sagactl
+from polling import wait_for
 
-from sagactl.cli.main import app
 from sagactl.system.connection import CONNECTION_FILE_VARIABLES
 from sagactl.system.statedir import StateDir
 from sagactl.system.supervisor import Supervisor
 
-runner = CliRunner()
 PASSWORD = "s3cret-pa55"
 TOKEN = "t0ken-9f8e7d"
 
@@ -71,10 +69,6 @@ def creds_server(tmp_path: Path, operator: Operator) -> Iterator[SecuredServer]:
     yield from run_server(tmp_path / "creds", operator.server_settings())
 
 
-def sagactl(state: StateDir, *args: str):  # type: ignore[no-untyped-def]
-    return runner.invoke(app, [*args, "--state-dir", str(state.root)])
-
-
 # What the server logs for each connection that failed: a password, token or creds it refused, or
 # a client that refused its certificate (a handshake cut off, EOF). Not the "connection reset" of
 # a port probe.
@@ -88,7 +82,7 @@ def refusals(server: SecuredServer) -> int:
 
 def refused(server: SecuredServer, state: StateDir, *args: str):  # type: ignore[no-untyped-def]
     """`sagactl ARGS` against `server`, with `.attempts`: how many connections the server refused
-    meanwhile. One: the CLI gave up at the first refusal instead of retrying (which would hang)."""
+    meanwhile, which shows whether the CLI gave up at the refusal instead of retrying."""
     before = refusals(server)
     result = sagactl(state, *args)
     # The server may write its line just after the client saw the refusal: wait for it.
@@ -107,7 +101,9 @@ def assert_one_line_failure(result, *expected: str) -> None:  # type: ignore[no-
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.output, result.output
     assert all(text in lines[0] for text in expected), lines[0]
-    assert result.attempts == 1, f"{result.attempts} connections refused: the CLI retried a refusal"
+    # Without the give-up (broker.refused_for_good) the CLI makes its whole budget of 4 attempts,
+    # a daemon retries for ever; nats-py may have a second one under way when the first is refused.
+    assert result.attempts <= 2, f"{result.attempts} connections refused: the CLI retried a refusal"
 
 
 def run_system(state: StateDir, url: str, *options: str) -> None:

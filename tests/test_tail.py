@@ -7,7 +7,9 @@ import json
 from typing import Any
 
 import pytest
-from observing import Background, sagactl, submit, wait_for, watch_a_sale
+from commands import sagactl
+from observing import Background, submit, watch_a_sale
+from polling import wait_for
 
 from participants.runtime import broker
 from sagactl.streams.reader import Delivery
