@@ -121,7 +121,8 @@ async def test_a_dead_letter_replayed_after_the_fix_completes_its_saga(fast_syst
         await client.close()
 
 
-def test_bad_input_to_check_and_deadletters_is_one_line_and_changes_nothing(fast_system: Supervisor) -> None:
+def test_bad_input_to_check_and_deadletters_is_one_line_and_changes_nothing(module_system: Supervisor) -> None:
+    # Argument checks, on a shared SQLite system: nothing here reaches a participant's database.
     for args, message in [
         (["check", "--stuck-after", "soon"], "--stuck-after takes a number"),
         (["check", "--stuck-after", "-5"], "--stuck-after must be"),
@@ -130,7 +131,7 @@ def test_bad_input_to_check_and_deadletters_is_one_line_and_changes_nothing(fast
         (["deadletters", "replay", "x1"], "is not a dead-letter sequence number"),
         (["deadletters", "purge", "42"], "no dead letter with sequence 42"),
     ]:
-        result = sagactl(fast_system, *args)
+        result = sagactl(module_system, *args)
         assert result.exit_code == 2, (args, result.output)
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert sagactl(fast_system, "check").exit_code == 0
+    assert sagactl(module_system, "check").exit_code == 0

@@ -66,10 +66,10 @@ def test_state_shows_a_participant_that_is_down_as_not_answering(system: Supervi
     assert json.loads(result.stdout)["shipping"] is None
 
 
-def test_up_with_a_bad_reference_is_a_usage_error(system: Supervisor) -> None:
+def test_up_with_a_bad_reference_is_a_usage_error(module_system: Supervisor) -> None:
     for reference, message in (("nosuch.module:participant", "cannot import"), ("examples.shipping", "MODULE:OBJECT"),
                                ("examples.shipping:Shipment", "not a participants.runtime.Participant")):
-        result = sagactl(system, "up", "--with", reference)
+        result = sagactl(module_system, "up", "--with", reference)
         assert result.exit_code == 2, result.output
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
@@ -109,9 +109,10 @@ def test_replay_history_false_skips_what_happened_before_joining(saga_harness: S
     assert [row["sale_id"] for row in late.rows("shipments")] == [2]
 
 
-def test_discovery_teaches_a_process_the_event_types_it_never_imported(system: Supervisor) -> None:
-    assert sagactl(system, "up", "--with", SHIPPING).exit_code == 0
-    url = system.nats_urls()[0]
+def test_discovery_teaches_a_process_the_event_types_it_never_imported(module_system: Supervisor) -> None:
+    # Shares a system with the refused references: adding shipping changes nothing they look at.
+    assert sagactl(module_system, "up", "--with", SHIPPING).exit_code == 0
+    url = module_system.nats_urls()[0]
     script = (
         "import asyncio\n"
         "from participants.contract import SUBJECTS\n"
