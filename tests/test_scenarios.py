@@ -79,6 +79,32 @@ def test_false_expectations_exit_1_with_expected_and_actual(tmp_path: Path) -> N
     assert "▶ step 1/2 (line 4) submit" in human.stderr and "✗ step 2" in human.stderr
 
 
+WAIT_TIMES_OUT = """\
+name: waits
+description: a wait for a sale that cannot end (payment is killed) gives up at its timeout
+steps:
+  - kill: payment
+  - submit: {product_id: 1, user_id: 1, value: "20.00", quantity: 2}
+    as: first
+  - wait: [first]
+    timeout: 2
+expect:
+  sales:
+    first: PENDING
+"""
+
+
+def test_a_wait_that_times_out_fails_its_step_with_what_it_saw(tmp_path: Path) -> None:
+    scenario = tmp_path / "waits.yaml"
+    scenario.write_text(WAIT_TIMES_OUT)
+    code, report = run_json(str(scenario))
+    assert code == 1 and report["passed"] is False
+    assert [step["passed"] for step in report["steps"]] == [True, True, False]
+    [wait] = failed(report)
+    assert wait["what"] == "step 3 (line 7): wait for first"
+    assert (wait["expected"], wait["actual"]) == ({"FINALIZED or CANCELED": 1}, {"PENDING": 1})
+
+
 AUDIT_PARTICIPANT = """\
 from sqlmodel import Field, SQLModel
 
