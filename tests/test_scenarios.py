@@ -79,30 +79,43 @@ def test_false_expectations_exit_1_with_expected_and_actual(tmp_path: Path) -> N
     assert "▶ step 1/2 (line 4) submit" in human.stderr and "✗ step 2" in human.stderr
 
 
-WAIT_TIMES_OUT = """\
-name: waits
-description: a wait for a sale that cannot end (payment is killed) gives up at its timeout
+FAILING_VERDICTS = """\
+name: verdicts
+description: a wait that times out (payment is killed), and dead letters and invariants that do not hold
 steps:
   - kill: payment
   - submit: {product_id: 1, user_id: 1, value: "20.00", quantity: 2}
     as: first
   - wait: [first]
     timeout: 2
+  - publish:
+      subject: saga.sale.created
+      body: "not JSON"
+  - expect:
+      dead_letters: {inventory: 1}
+    within: 20
 expect:
   sales:
     first: PENDING
+  dead_letters: {inventory: 0}
+  invariants: true
 """
 
 
-def test_a_wait_that_times_out_fails_its_step_with_what_it_saw(tmp_path: Path) -> None:
-    scenario = tmp_path / "waits.yaml"
-    scenario.write_text(WAIT_TIMES_OUT)
+def test_a_timed_out_wait_and_failing_dead_letters_and_invariants_say_what_they_saw(tmp_path: Path) -> None:
+    scenario = tmp_path / "verdicts.yaml"
+    scenario.write_text(FAILING_VERDICTS)
     code, report = run_json(str(scenario))
     assert code == 1 and report["passed"] is False
-    assert [step["passed"] for step in report["steps"]] == [True, True, False]
-    [wait] = failed(report)
-    assert wait["what"] == "step 3 (line 7): wait for first"
+    assert [step["passed"] for step in report["steps"]] == [True, True, False, True, True]
+    verdicts = {v["what"]: v for v in failed(report)}
+    assert set(verdicts) == {"step 3 (line 7): wait for first", "dead letters of inventory", "invariants (sagactl check)"}
+    wait = verdicts["step 3 (line 7): wait for first"]
     assert (wait["expected"], wait["actual"]) == ({"FINALIZED or CANCELED": 1}, {"PENDING": 1})
+    assert (verdicts["dead letters of inventory"]["expected"], verdicts["dead letters of inventory"]["actual"]) == (0, 1)
+    violations = {v["check"]: v for v in verdicts["invariants (sagactl check)"]["actual"]}
+    assert set(violations) == {"unreachable", "dead-letter"} and violations["unreachable"]["subject"] == "payment"
+    assert "malformed JSON" in violations["dead-letter"]["detail"]
 
 
 AUDIT_PARTICIPANT = """\
