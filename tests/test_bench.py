@@ -7,16 +7,18 @@ import subprocess
 import sys
 
 import pytest
+from commands import sagactl
 from typer.testing import CliRunner
 
 from sagactl.cli.main import app
+from sagactl.system.supervisor import Supervisor
 
 runner = CliRunner()
 
 
 @pytest.mark.parametrize("args", [
     ["--sagas", "120", "--concurrency", "40", "--fault-rate", "0.2"],
-    ["--sagas", "60", "--rate", "200"],
+    ["--sagas", "60", "--rate", "200", "--fsync"],
     ["--sagas", "60", "--concurrency", "20", "--raw"],
 ])
 def test_bench_runs_and_its_checks_pass(args: list[str]) -> None:
@@ -30,9 +32,24 @@ def test_bench_runs_and_its_checks_pass(args: list[str]) -> None:
     assert 0 < report["p50_ms"] <= report["p99_ms"] <= report["max_ms"]
     names = {p["name"] for p in report["processes"]}
     assert {"sale", "inventory", "payment", "nats-server", "generator"} <= names
+    assert report["fsync"] is ("--fsync" in args)
+    if "--fsync" in args:
+        assert "sync_interval always" in report["durability"]
     if "--raw" not in args:
         assert any("sagactl check's invariants" in what for what in report["checks"]["what"])
         assert report["canceled"] > 0  # the designed failures happened and ended as designed
+
+
+@pytest.mark.sqlite_only
+def test_bench_reuse_drives_the_running_system_and_leaves_it_running(system: Supervisor) -> None:
+    pids = {p.name: p.pid for p in system.processes()}
+    result = sagactl(system, "bench", "--reuse", "--sagas", "40", "--concurrency", "10", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["reuse"] is True and report["checks_passed"] is True, report["checks"]
+    sales = json.loads(sagactl(system, "state", "--json").stdout)["sale"]["sales"]
+    assert len(sales) == 40 == report["finalized"] + report["canceled"]  # its sales went to this system
+    assert {p.name: p.pid for p in system.processes() if p.running} == pids  # and it was not stopped
 
 
 @pytest.mark.parametrize("args, message", [
