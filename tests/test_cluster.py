@@ -38,29 +38,56 @@ def cluster(state: StateDir) -> Iterator[Supervisor]:
         supervisor.down()
 
 
-def test_up_cluster_runs_three_loopback_nodes_with_replicated_streams(state: StateDir) -> None:
+def test_up_cluster_runs_three_loopback_nodes_with_replicated_streams(state: StateDir, tmp_path) -> None:  # type: ignore[no-untyped-def]
     root = ["--state-dir", str(state.root)]
+    elsewhere = tmp_path / "elsewhere" / "sale.db"
+    elsewhere.parent.mkdir()
     try:
-        result = runner.invoke(app, ["up", "--cluster", "3", *root])
+        # With replicas and a database of the operator's choosing: --cluster composes with both.
+        result = runner.invoke(app, ["up", "--cluster", "3", "--replicas", "inventory=2",
+                                     "--db-url", f"sale=sqlite:///{elsewhere}", *root])
         assert result.exit_code == 0, result.output
         assert result.stderr.count("nats://127.0.0.1:") == 3
         report = json.loads(runner.invoke(app, ["status", "--json", *root]).stdout)
         assert [n["name"] for n in report["cluster"] if n["running"]] == ["sagactl-1", "sagactl-2", "sagactl-3"]
+        assert ("inventory", 2) in {(p["name"], p["replica"]) for p in report["participants"] if p["running"]}
         assert report["stream"]["replicas"] == 3 and report["stream"]["leader"].startswith("sagactl-")
         assert len(report["nats_url"].split(",")) == 3
         submitted = runner.invoke(app, ["submit", "--product-id", "1", "--user-id", "1", "--value", "20.00",
                                         "--quantity", "2", "--wait", *root])
         assert submitted.exit_code == 0 and "FINALIZED" in submitted.stdout
+        assert elsewhere.exists() and not (state.root / "sale.db").exists()
         for node in (1, 2, 3):  # nothing listens beyond loopback: clients and routes only
             log = state.nats_log_file(node).read_text()
             listening = re.findall(r"Listening for (\w+) connections on (\S+)", log)
             assert {kind for kind, _ in listening} == {"client", "route"}, listening
             assert all(address.startswith("127.0.0.1:") for _, address in listening), listening
+        # A killed node comes back with `up` and rejoins: its replica of SAGA catches up.
+        killed = EmbeddedCluster(state).kill(2)
+        assert killed and runner.invoke(app, ["up", *root]).exit_code == 0
+        again = runner.invoke(app, ["submit", "--product-id", "1", "--user-id", "1", "--value", "1.00",
+                                    "--quantity", "1", "--wait", *root])
+        assert again.exit_code == 0 and "FINALIZED" in again.stdout, again.output
+        # The events published since the restart reached it too: no lag, online, current.
+        assert asyncio.run(eventually(lambda: caught_up(report["nats_url"].split(","), "sagactl-2"),
+                                      "sagactl-2 to rejoin with a current replica of SAGA", 30))
         pids = [EmbeddedCluster(state).node_pid(n) for n in EmbeddedCluster(state).nodes()]
+        assert killed not in pids
     finally:
         down = runner.invoke(app, ["down", *root])
     assert down.exit_code == 0 and all(f"sagactl-{n}" in down.stderr for n in (1, 2, 3))
     assert not any(pid_alive(pid) for pid in pids)
+
+
+async def caught_up(urls: list[str], node: str) -> bool:
+    """`node` leads SAGA or holds a replica of it that is online, current and has no lag."""
+    client = await SagaClient.connect(urls)
+    try:
+        info = (await client.nc.jetstream().stream_info(STREAM)).cluster
+        return bool(info and (info.leader == node or any(r.name == node and r.current and not r.offline and not r.lag
+                                                         for r in info.replicas or [])))
+    finally:
+        await client.close()
 
 
 def test_up_cluster_refuses_bad_sizes_and_a_url(state: StateDir) -> None:
