@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from nats.aio.client import Client
@@ -45,16 +45,36 @@ def status_of(msg: Msg) -> str | None:
     return None
 
 
-def delivery_info(reply: str) -> tuple[int, int]:
-    """(stream sequence, delivery count) from a JetStream message's ack subject.
+class AckSubject(NamedTuple):
+    """What a JetStream message's ack (reply) subject says about its delivery."""
+
+    stream_seq: int
+    deliveries: int  # how often this message was delivered, this time included
+    consumer_seq: int
+    timestamp_ns: int  # when the stream stored it
+    pending: int  # messages matching the consumer still after this one
+
+
+def parse_ack_subject(reply: str) -> AckSubject | None:
+    """The fields of an ack subject; None for a reply subject that is not one.
 
     `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>` and the newer form with
     `<domain>.<account hash>` after `$JS.ACK` and a random token at the end.
     """
     tokens = reply.split(".")
-    if len(tokens) == 9:
-        return int(tokens[5]), int(tokens[4])
-    return int(tokens[7]), int(tokens[6])
+    if len(tokens) < 9 or tokens[0] != "$JS" or tokens[1] != "ACK":
+        return None
+    base = 0 if len(tokens) == 9 else 2
+    return AckSubject(int(tokens[base + 5]), int(tokens[base + 4]), int(tokens[base + 6]), int(tokens[base + 7]),
+                      int(tokens[base + 8]))
+
+
+def delivery_info(reply: str) -> tuple[int, int]:
+    """(stream sequence, delivery count) from a JetStream message's ack subject."""
+    ack = parse_ack_subject(reply)
+    if ack is None:
+        raise ValueError(f"not a JetStream ack subject: {reply!r}")
+    return ack.stream_seq, ack.deliveries
 
 
 def nak_body(delay_s: float) -> bytes:

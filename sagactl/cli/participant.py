@@ -49,16 +49,17 @@ def run(
     Example: sagactl participant run examples.shipping:participant
     """
     from participants.runtime import run as run_participant
+    from participants.runtime.settings import db_url_env, to_env
 
     participant = load(reference)
     supervisor = Supervisor(state_dir(state))
     urls = supervisor.nats_urls(nats_url)
     supervisor.state.make()
-    extra = {f"SAGACTL_DB_URL_{participant.name.upper()}": db_url} if db_url else {}
+    extra = to_env(participant.name, db_url=db_url) if db_url else {}
     # The same environment `sagactl up` gives the processes it starts.
     os.environ.update(supervisor.participant_env(participant.name, replica, urls, extra))
     err.print(f"participant {participant.name}: NATS {supervisor.describe_url(urls)}, "
-              f"database {os.environ[f'SAGACTL_DB_URL_{participant.name.upper()}']}; Ctrl-C stops it")
+              f"database {os.environ[db_url_env(participant.name)]}; Ctrl-C stops it")
     run_participant(participant)
 
 

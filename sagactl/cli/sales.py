@@ -50,7 +50,7 @@ def submit(
 
     Example: sagactl submit --product-id 1 --user-id 1 --value 20.00 --quantity 2 --wait
     """
-    from participants.contract import ContractError, parse_sale
+    from participants.contract import STATUS_FINALIZED, ContractError, parse_sale
 
     try:
         sale = parse_sale(_integer(product_id, "--product-id"), _integer(user_id, "--user-id"), value,
@@ -68,7 +68,7 @@ def submit(
         out.print(f"sale {result['sale_id']}: {result['status']}{reason}")
     else:
         out.print(str(result["sale_id"]))
-    if wait and result["status"] != "FINALIZED":
+    if wait and result["status"] != STATUS_FINALIZED:
         raise typer.Exit(int(ExitCode.FAILED))
 
 
@@ -80,6 +80,7 @@ def _integer(raw: str, option: str) -> int:
 
 
 async def _submit(urls: list[str], sale: Sale, wait: bool, timeout: float) -> dict[str, Any]:
+    from participants.contract import STATUS_PENDING
     from sagactl.client import SagaClient
 
     client = await SagaClient.connect(urls)
@@ -88,7 +89,7 @@ async def _submit(urls: list[str], sale: Sale, wait: bool, timeout: float) -> di
             await client.watch_terminal()
         sale_id = await client.submit(sale)
         if not wait:
-            return {"sale_id": sale_id, "status": "PENDING"}
+            return {"sale_id": sale_id, "status": STATUS_PENDING}
         outcome = await client.wait_terminal(sale_id, timeout)
         return {"sale_id": sale_id, "status": outcome.status, "reason": outcome.reason}
     finally:

@@ -14,14 +14,12 @@ from typing import Any
 
 from participants.runtime.faults import DELAY_MS_ENV, FAIL_RATE_ENV
 from participants.runtime.loader import BUILT_IN
+from participants.runtime.settings import to_env
 from sagactl.errors import UsageError
 from sagactl.scenario.model import ParticipantSettings, Scenario
 from sagactl.system.processes import pid_alive, read_pid
 from sagactl.system.statedir import StateDir
 from sagactl.system.supervisor import Supervisor
-
-CRASH_POINT_ENV = "SAGACTL_CRASH_POINT"  # read by participants/runtime/settings.py
-
 
 def fault_env(settings: ParticipantSettings, first_start: bool) -> dict[str, str]:
     """The environment that injects a participant's faults; the crash point only on its first start."""
@@ -31,9 +29,9 @@ def fault_env(settings: ParticipantSettings, first_start: bool) -> dict[str, str
     if settings.delay_ms:
         env[DELAY_MS_ENV] = f"{settings.delay_ms:g}"
     if settings.crash and first_start:
-        env[CRASH_POINT_ENV] = settings.crash.spec
+        env.update(to_env(crash_point=settings.crash.spec))
     if settings.ack_wait_s:
-        env["SAGACTL_ACK_WAIT"] = f"{settings.ack_wait_s:g}"
+        env.update(to_env(ack_wait_s=settings.ack_wait_s))
     return env
 
 
