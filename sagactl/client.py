@@ -41,8 +41,10 @@ REQUEST_TIMEOUT_S = 5.0
 DISCOVER_WINDOW_S = 0.5
 # Once every expected participant answered, others (started by hand elsewhere) get this much longer.
 DISCOVER_GRACE_S = 0.1
-# Lookups in flight at once when rechecking many awaited sales (after a reconnect, say).
+# Lookups in flight at once when rechecking many awaited sales (after a reconnect, say), and how
+# long each waits: a recheck runs inside a scenario's wait and must not outlast it.
 RECHECK_CONCURRENCY = 16
+RECHECK_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -162,9 +164,9 @@ class SagaClient:
         for listener in list(self._listeners):
             listener(outcome)
 
-    async def lookup(self, sale_id: int) -> SaleOutcome | None:
+    async def lookup(self, sale_id: int, timeout: float = REQUEST_TIMEOUT_S) -> SaleOutcome | None:
         """The sale's terminal outcome from the sale service, or None while it is PENDING."""
-        answer = await self.request("sale", "get", {"sale_id": sale_id})
+        answer = await self.request("sale", "get", {"sale_id": sale_id}, timeout=timeout)
         if not answer.get("found"):
             raise SagactlError(f"sale {sale_id} does not exist")
         if answer["status"] not in TERMINAL_STATUSES:
@@ -175,11 +177,18 @@ class SagaClient:
         """Ask the sale service how the awaited sales (or these) ended: the fallback for terminal
         events a plain subscription missed (published while we were disconnected)."""
         gate = asyncio.Semaphore(RECHECK_CONCURRENCY)
+        unanswered = False
 
         async def one(sale_id: int) -> None:
+            nonlocal unanswered
             async with gate:
+                if unanswered:
+                    return  # the sale service is away: the others would only wait out their timeouts too
                 try:
-                    outcome = await self.lookup(sale_id)
+                    outcome = await self.lookup(sale_id, timeout=RECHECK_TIMEOUT_S)
+                except Unavailable:
+                    unanswered = True
+                    return
                 except SagactlError:
                     return
             if outcome is not None:

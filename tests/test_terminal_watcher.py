@@ -6,9 +6,10 @@ import asyncio
 import time
 
 import orjson
+from nats.aio.msg import Msg
 
-from participants.contract import CANCELED_SALE, FINALIZED_SALE, REASON_OUT_OF_STOCK, subject_for
-from sagactl.client import SagaClient, SaleOutcome, outcome_of
+from participants.contract import CANCELED_SALE, FINALIZED_SALE, REASON_OUT_OF_STOCK, control_subject, subject_for
+from sagactl.client import RECHECK_TIMEOUT_S, SagaClient, SaleOutcome, outcome_of
 from sagactl.scenario.tracker import SaleTracker
 
 
@@ -53,6 +54,31 @@ def test_each_sale_ends_once_for_every_listener(nats_url: str) -> None:
             assert tracker.status(12) == ("PENDING", None)
         finally:
             await publisher.close()
+            await client.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_recheck_gives_up_soon_when_the_sale_service_does_not_answer(nats_url: str) -> None:
+    """A scenario's wait rechecks its open sales every second: with the sale service stalled
+    (its subscription still there, no answer) that must cost one lookup timeout, not one per sale."""
+
+    async def scenario() -> None:
+        client = await SagaClient.connect([nats_url])
+        stalled = await SagaClient.connect([nats_url], name="stalled-sale")
+        try:
+            async def never_answer(msg: Msg) -> None:
+                return
+
+            await stalled.nc.subscribe(control_subject("sale", "get"), cb=never_answer)
+            await stalled.nc.flush()
+            began = time.monotonic()
+            await client.recheck(range(1, 101))
+            took = time.monotonic() - began
+            assert took < 2 * RECHECK_TIMEOUT_S, f"a recheck of 100 sales took {took:.1f}s"
+            assert client.outcome(1) is None
+        finally:
+            await stalled.close()
             await client.close()
 
     asyncio.run(scenario())
