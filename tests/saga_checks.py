@@ -4,7 +4,6 @@ nothing was lost, doubled or oversold, from the participants' own answers and th
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
@@ -13,6 +12,7 @@ from typing import Any
 import orjson
 from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
+from polling import eventually
 
 from participants.contract import STREAM, parse_sale
 from sagactl.check import CheckReport, run_checks
@@ -74,14 +74,9 @@ async def stream_events(client: SagaClient) -> list[dict[str, Any]]:
 async def checked(client: SagaClient, timeout: float = 30.0) -> CheckReport:
     """`run_checks`, asked again while the streams cannot be read (a cluster still electing the
     leader of a stream or consumer it reads answers with timeouts meanwhile)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return await run_checks(client)
-        except Unavailable:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.5)
+    report: CheckReport = await eventually(lambda: run_checks(client), "sagactl check to read the streams", timeout,
+                                           every=0.5, retry_on=(Unavailable,))
+    return report
 
 
 async def assert_conserved(client: SagaClient) -> dict[str, Any]:
