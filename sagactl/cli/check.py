@@ -12,6 +12,7 @@ from sagactl.cli.common import (
     StateDirOption,
     err,
     handle_errors,
+    nats_urls,
     out,
     print_json,
     run_async,
@@ -44,7 +45,7 @@ def check(
     Example: sagactl check --stuck-after 10
     """
     seconds = _seconds(stuck_after)
-    urls = Supervisor(state_dir(state)).nats_urls(nats_url)
+    urls = nats_urls(Supervisor(state_dir(state)), nats_url)
     report = run_async(_check(urls, seconds))
     if json:
         print_json(report.as_json())

@@ -12,6 +12,7 @@ from sagactl.cli.common import (
     StateDirOption,
     err,
     handle_errors,
+    nats_urls,
     out,
     print_json,
     run_async,
@@ -23,7 +24,8 @@ from sagactl.system.supervisor import Supervisor
 if TYPE_CHECKING:  # nats and the dead-letter core load only when a command runs
     from nats.js import JetStreamContext
 
-app = typer.Typer(help="Inspect, replay or purge the dead-letter list (events a participant gave up on).", no_args_is_help=True)
+app = typer.Typer(help="Inspect, replay or purge the dead-letter list (events a participant gave up on).", no_args_is_help=True,
+                   epilog="Examples:\n$ sagactl deadletters list\n$ sagactl deadletters replay 3\n$ sagactl deadletters purge --all --yes")
 
 SeqArgument = Annotated[list[str] | None, typer.Argument(help="Dead-letter sequence numbers (see `list`).", show_default=False)]
 AllOption = Annotated[bool, typer.Option("--all", help="Every dead letter.")]
@@ -111,7 +113,7 @@ def _chosen(seqs: list[str] | None, every: bool) -> list[int] | None:
 def _run(state: Any, nats_url: str | None, action: "Callable[[JetStreamContext], Awaitable[Any]]") -> Any:
     from participants.runtime import broker
 
-    urls = Supervisor(state_dir(state)).nats_urls(nats_url)
+    urls = nats_urls(Supervisor(state_dir(state)), nats_url)
 
     async def go() -> Any:
         try:

@@ -17,6 +17,7 @@ from sagactl.cli.common import (
     WatchOption,
     err,
     handle_errors,
+    nats_urls,
     out,
     print_json,
     run_async,
@@ -53,17 +54,23 @@ def up(
     node) that died, and `up --with MODULE:OBJECT` adds a participant to a running system without
     touching the others. It remembers --db-url, --creds and --tls-ca.
 
-    Example: sagactl up --cluster 3 --replicas inventory=3 --with examples.shipping:participant
+    Example: sagactl up --replicas inventory=3 --with examples.shipping:participant
     """
     if cluster is not None and nats_url:
         raise UsageError("--cluster starts embedded servers; it cannot be combined with --nats-url")
     use_connection_files(creds, tls_ca)
     supervisor = Supervisor(state_dir(state))
     if nats_url:  # a wrong URL, credential or CA fails here in one line, before anything starts
-        check_reachable(supervisor.nats_urls(nats_url))
+        check_reachable(nats_urls(supervisor, nats_url))
     extra = parse_with(with_)
+    counts = parse_replicas(replicas)
+    known = {**BUILT_IN, **(supervisor.state.load_system().get("participants") or {}), **extra}
+    unknown = sorted(set(counts) - set(known))
+    if unknown:
+        raise UsageError(f"--replicas {unknown[0]}=...: no participant named {unknown[0]!r} (known: {', '.join(known)}; "
+                         "add your own with --with MODULE:OBJECT)")
     with err.status("starting NATS and the participants…"):
-        urls = supervisor.up(nats_url, participants={**BUILT_IN, **extra}, replicas=parse_replicas(replicas),
+        urls = supervisor.up(nats_url, participants={**BUILT_IN, **extra}, replicas=counts,
                              db_urls=parse_db_urls(db_url), cluster=cluster)
     running = [f"{p.name}" + (f"-{p.replica}" if p.replica > 1 else "") for p in supervisor.processes() if p.running]
     err.print(f"up: NATS {supervisor.describe_url(urls)}; running: {', '.join(running)}; state in {supervisor.state.root}")
@@ -71,7 +78,7 @@ def up(
 
 def down(
     state: StateDirOption = None,
-    purge: Annotated[bool, typer.Option("--purge", help="Also delete the databases and the stream store.")] = False,
+    purge: Annotated[bool, typer.Option("--purge", help="Also delete the databases, the stream store and the logs.")] = False,
 ) -> None:
     """Stop everything `sagactl up` started in this state directory.
 
@@ -80,14 +87,15 @@ def down(
     supervisor = Supervisor(state_dir(state))
     stopped = supervisor.down(purge=purge)
     what = ", ".join(stopped) if stopped else "nothing was running"
-    err.print(f"down: {what}" + ("; databases and stream store deleted" if purge else ""))
+    err.print(f"down: {what}" + ("; databases, stream store and logs deleted" if purge else ""))
 
 
 def status(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: JsonOption = False,
            watch: WatchOption = False, interval: IntervalOption = 1.0, creds: CredsOption = None, tls_ca: TlsCaOption = None) -> None:
     """Show the NATS URL, each participant process, the stream and each consumer's backlog.
 
-    Exit 0 when every participant runs and NATS answers, 1 otherwise. --watch redraws it in place.
+    Exit 0 when every participant runs and NATS answers, 3 when NATS does not answer, 1 when a
+    participant is not running. --watch redraws it in place.
 
     Example: sagactl status --json
     """
@@ -102,6 +110,8 @@ def status(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: J
         print_json(report)
     else:
         _print_status(report)
+    if not report["nats_reachable"]:  # no answer at all is "unreachable" (3), not a "no" (1)
+        raise typer.Exit(int(ExitCode.UNAVAILABLE))
     if not report["healthy"]:
         raise typer.Exit(int(ExitCode.FAILED))
 
@@ -109,7 +119,7 @@ def status(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: J
 def _status_report(supervisor: Supervisor, nats_url: str | None) -> dict[str, Any]:
     report: dict[str, Any] = {"state_dir": str(supervisor.state.root)}
     try:
-        urls = supervisor.nats_urls(nats_url)
+        urls = nats_urls(supervisor, nats_url)
         report["nats_url"] = supervisor.describe_url(urls)
     except Unavailable:
         urls, report["nats_url"] = [], None

@@ -13,6 +13,7 @@ from sagactl.cli.common import (
     StateDirOption,
     err,
     handle_errors,
+    nats_urls,
     out,
     print_json,
     run_async,
@@ -24,6 +25,7 @@ from sagactl.system.supervisor import Supervisor, load
 participant_app = typer.Typer(
     help="Run your own participant (or a built-in) and list the participants that answer on NATS.",
     no_args_is_help=True,
+    epilog="Examples:\n$ sagactl participant list\n$ sagactl participant run examples.shipping:participant",
 )
 
 
@@ -52,7 +54,7 @@ def run(
 
     participant = load(reference)
     supervisor = Supervisor(state_dir(state))
-    urls = supervisor.nats_urls(nats_url)
+    urls = nats_urls(supervisor, nats_url)
     supervisor.state.make()
     extra = {f"SAGACTL_DB_URL_{participant.name.upper()}": db_url} if db_url else {}
     # The same environment `sagactl up` gives the processes it starts.
@@ -69,7 +71,7 @@ def list_participants(state: StateDirOption = None, nats_url: NatsUrlOption = No
 
     Example: sagactl participant list --json
     """
-    urls = Supervisor(state_dir(state)).nats_urls(nats_url)
+    urls = nats_urls(Supervisor(state_dir(state)), nats_url)
     found = run_async(_discover(urls))
     if json:
         print_json(found)

@@ -10,7 +10,8 @@ import typer
 from sagactl.cli.common import JsonOption, handle_errors, out, print_json
 from sagactl.errors import UsageError
 
-app = typer.Typer(help="List the shipped scenarios; check a scenario file without running it.", no_args_is_help=True)
+app = typer.Typer(help="List the shipped scenarios; check a scenario file without running it.", no_args_is_help=True,
+                  epilog="Examples:\n$ sagactl scenario list\n$ sagactl scenario validate my-scenario.yaml\n$ sagactl run my-scenario.yaml")
 
 
 def register(parent: typer.Typer) -> None:

@@ -14,6 +14,7 @@ from sagactl.cli.common import (
     StateDirOption,
     err,
     handle_errors,
+    nats_urls,
     out,
     run_async,
     state_dir,
@@ -58,7 +59,7 @@ def tail(
 
     origin = _origin(all_, since, last, follow)
     stateful = state_dir(state)
-    urls = Supervisor(stateful).nats_urls(nats_url)
+    urls = nats_urls(Supervisor(stateful), nats_url)
     selection = Selection(subjects=tuple(subject_for(t) for t in _checked_types(types, stateful, urls)),
                           sale_id=sale_id, services=frozenset(services), since=origin.since)
     emit = _print_json if json else _print_line

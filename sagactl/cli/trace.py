@@ -14,6 +14,7 @@ from sagactl.cli.common import (
     StateDirOption,
     err,
     handle_errors,
+    nats_urls,
     out,
     print_json,
     run_async,
@@ -54,7 +55,7 @@ def trace(
     if json and as_mermaid:
         raise UsageError("--json and --mermaid both choose the output: give one")
     stateful = state_dir(state)
-    urls = Supervisor(stateful).nats_urls(nats_url)
+    urls = nats_urls(Supervisor(stateful), nats_url)
     saga = load_trace(urls, number, stateful)
     if json:
         print_json(saga.as_json())

@@ -13,6 +13,7 @@ from yaml.nodes import Node, ScalarNode
 from participants.contract import SUBJECTS
 from participants.runtime.loader import load_participant
 from sagactl.scenario.model import BUILT_IN_PARTICIPANTS, SaleRef
+from sagactl.system.supervisor import current_directory_first
 from sagactl.scenario.yamlnodes import Reader, kind
 
 
@@ -92,6 +93,7 @@ class Names:
         reference = self.r.string(node, where)
         if reference is None:
             return None
+        current_directory_first()  # the rule `up --with` and the participant processes follow
         try:
             participant = load_participant(reference)
         except ValueError as exc:

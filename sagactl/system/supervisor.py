@@ -236,7 +236,7 @@ class Supervisor:
         pid_file.unlink(missing_ok=True)
 
     def down(self, purge: bool = False) -> list[str]:
-        """Stop every process this state dir started; with purge, delete databases and store."""
+        """Stop every process this state dir started; with purge, delete databases, store and logs."""
         stopped = []
         infos = self.processes()
         for info in infos:
@@ -256,6 +256,7 @@ class Supervisor:
             for path in self.state.db_files():
                 path.unlink(missing_ok=True)
             shutil.rmtree(self.state.nats_dir, ignore_errors=True)
+            shutil.rmtree(self.state.logs_dir, ignore_errors=True)  # or the next system's logs mix with these
             self.state.system_file.unlink(missing_ok=True)
         return stopped
 
@@ -293,6 +294,17 @@ def parse_replicas(specs: list[str]) -> dict[str, int]:
     return result
 
 
+def current_directory_first() -> None:
+    """The one import rule for `up --with`, `participant run` and a scenario's `module:`/`start:`.
+
+    As `python -m` does (and the participant processes, started with `python -m` here, will):
+    the current directory first, before an installed package of the same name.
+    """
+    cwd = os.getcwd()
+    if sys.path[:1] != [cwd] and sys.path[:1] != [""]:
+        sys.path.insert(0, cwd)
+
+
 def load(reference: str) -> Participant:
     """Import a participant by `MODULE:OBJECT` from the current directory, as its process will.
 
@@ -301,8 +313,7 @@ def load(reference: str) -> Participant:
     """
     from participants.runtime.loader import load_participant
 
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    current_directory_first()
     try:
         return load_participant(reference)
     except ValueError as exc:

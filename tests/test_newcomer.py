@@ -1,0 +1,203 @@
+"""A newcomer's path through the CLI: help that reads plainly, one error style, the right exit codes.
+
+Real processes throughout: `sagactl` as a subprocess where the exit code and stderr are the
+point, a real nats-server and participants (SQLite only: nothing here depends on the backend).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sagactl.cli.main import app
+
+runner = CliRunner()
+
+SAGACTL = str(Path(sys.executable).parent / "sagactl")  # the script `pip install` puts beside python
+TYPER_PLACEHOLDERS = ("<str>", "<bool>", "<int", "<float", "<path>", "<list", "range>", "{")
+
+
+def sagactl(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """The installed CLI as a user runs it: a process, 80 columns (the width when piped)."""
+    env = {**os.environ, "COLUMNS": "80", "NO_COLOR": "1"}
+    env.pop("SAGACTL_STATE_DIR", None)
+    env.pop("NATS_URL", None)
+    return subprocess.run([SAGACTL, *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=timeout)
+
+
+def one_error_line(result: subprocess.CompletedProcess[str], code: int, *words: str) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert len(lines) == 1 and lines[0].startswith("sagactl: error: "), result.stderr
+    assert "Traceback" not in result.stderr and "╭" not in result.stderr
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]
+
+
+def all_commands() -> list[list[str]]:
+    import typer.main
+
+    root = typer.main.get_command(app)
+    paths = [[]]
+    for name, command in root.commands.items():  # type: ignore[attr-defined]
+        paths.append([name])
+        for sub in getattr(command, "commands", {}):
+            paths.append([name, sub])
+    return paths
+
+
+@pytest.mark.parametrize("path", all_commands(), ids=lambda p: " ".join(p) or "sagactl")
+def test_help_has_plain_placeholders_and_an_example(path: list[str]) -> None:
+    result = runner.invoke(app, [*path, "--help"], terminal_width=80)
+    assert result.exit_code == 0, result.output
+    for typer_word in TYPER_PLACEHOLDERS:
+        assert typer_word not in result.output, (typer_word, result.output)
+    assert "Example" in result.output, result.output
+    assert "╭" not in result.output
+    assert all(len(line) <= 80 for line in result.output.splitlines()), result.output
+    if "Commands:" in result.output:  # each command's summary whole, never cut with "..."
+        assert "..." not in result.output.split("Commands:")[1].split("Example")[0], result.output
+
+
+def test_top_level_help_names_exit_codes_env_and_completion() -> None:
+    result = runner.invoke(app, ["--help"], terminal_width=80)
+    for word in ("SAGACTL_TRACEBACK", "NO_COLOR", "SAGACTL_STATE_DIR", "--install-completion", "4 timed out"):
+        assert word in result.output, word
+
+
+def test_help_placeholders_say_what_goes_there() -> None:
+    submit = runner.invoke(app, ["submit", "--help"], terminal_width=80).output
+    assert "--product-id ID" in submit and "--timeout SECONDS" in submit and "--nats-url URL" in submit
+    assert "[env var: SAGACTL_STATE_DIR]" in submit and "[default: 30.0]" in submit
+    up = runner.invoke(app, ["up", "--help"], terminal_width=80).output
+    assert "--replicas NAME=N" in up and "--with MODULE:OBJECT" in up and "--db-url NAME=URL" in up
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["submit"], ["missing option --product-id", "sagactl submit --help"]),
+        (["submit", "--product-id", "1", "--user-id", "1", "--value", "1", "--quantity", "1", "--timeout", "abc"],
+         ["--timeout", "expected a number"]),
+        (["participant", "run", "x", "--replica", "0"], ["--replica", "expected at least 1"]),
+        (["logs"], ["missing argument", "sagactl logs --help"]),
+        (["nosuch"], ["no such command"]),
+    ],
+)
+def test_typer_errors_are_one_line_in_sagactls_words(args: list[str], words: list[str]) -> None:
+    line = one_error_line(sagactl(*args), 2, *words)
+    assert "Input should" not in line
+
+
+def test_bad_input_is_exit_2_with_a_hint(tmp_path: Path) -> None:
+    state = str(tmp_path / "state")
+    sale = ["submit", "--user-id", "1", "--value", "1.00", "--quantity", "1", "--state-dir", state]
+    one_error_line(sagactl(*sale, "--product-id", "99999999999999999999"), 2, "--product-id", "<=")
+    one_error_line(sagactl(*sale, "--product-id", "1", "--wait", "--timeout", "0"), 2, "--timeout", "above 0")
+    one_error_line(sagactl(*sale, "--product-id", "1", "--nats-url", "notaurl:x"), 2, "not a NATS URL")
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    one_error_line(sagactl("status", "--state-dir", str(a_file)), 2, "is a file", "--state-dir")
+    one_error_line(sagactl("up", "--state-dir", "/proc/sagactl"), 2, "/proc/sagactl", "--state-dir")
+    one_error_line(sagactl("scenario", "validate", str(tmp_path)), 2, "is a directory")
+    one_error_line(sagactl("run", str(tmp_path)), 2, "is a directory")
+
+
+def test_unreachable_is_exit_3(tmp_path: Path) -> None:
+    state = str(tmp_path / "state")
+    one_error_line(sagactl("state", "--state-dir", state), 3, "nothing is running", "sagactl up")
+    status = sagactl("status", "--state-dir", state, "--nats-url", "nats://127.0.0.1:1", "--json")
+    assert status.returncode == 3, status.stderr
+    assert json.loads(status.stdout)["nats_reachable"] is False
+
+
+def test_a_system_from_up_to_down_purge(tmp_path: Path) -> None:
+    """One real system: refusals while it runs, a timeout's own code, then what `down` leaves."""
+    state = str(tmp_path / "state")
+    try:
+        refused = sagactl("up", "--state-dir", state, "--replicas", "billing=2")
+        one_error_line(refused, 2, "billing", "--with")
+        assert not (tmp_path / "state" / "run").exists() or not list((tmp_path / "state" / "run").glob("*.pid"))
+        started = sagactl("up", "--state-dir", state, timeout=120)
+        assert started.returncode == 0, started.stderr
+        assert sagactl("down", "--state-dir", state).returncode == 0
+        sale = ["--product-id", "1", "--user-id", "1", "--value", "1.00", "--quantity", "1", "--state-dir", state]
+        one_error_line(sagactl("submit", *sale), 3, "nothing is running", "sagactl up")
+        one_error_line(sagactl("state", "--state-dir", state), 3, "nothing is running", "sagactl up")
+        assert (tmp_path / "state" / "logs").is_dir()
+        purged = sagactl("down", "--purge", "--state-dir", state)
+        assert purged.returncode == 0 and "logs" in purged.stderr
+        assert not (tmp_path / "state" / "logs").exists()
+    finally:
+        sagactl("down", "--state-dir", state)
+
+
+def test_setup_then_a_timeout_with_its_own_exit_code(tmp_path: Path) -> None:
+    state = str(tmp_path / "state")
+    try:
+        assert sagactl("up", "--state-dir", state, timeout=120).returncode == 0
+        one_error_line(sagactl("setup", "--product", "1", "--state-dir", state), 2, "--product takes ID=UNITS")
+        one_error_line(sagactl("setup", "--user", "1=abc", "--state-dir", state), 2, "--user 1=abc")
+        done = sagactl("setup", "--product", "1=100", "--product", "7=3", "--user", "1=500", "--user", "2=1.50",
+                       "--state-dir", state)
+        assert done.returncode == 0, done.stderr
+        assert "product 7: 3 units" in done.stdout and "user 2: balance 1.50" in done.stdout
+        tables = json.loads(sagactl("state", "--json", "--state-dir", state).stdout)
+        stock = {row["product_id"]: row["quantity"] for row in tables["inventory"]["inventories"]}
+        balances = {row["id"]: row["balance"] for row in tables["payment"]["users"]}
+        assert stock == {1: 100, 7: 3} and balances == {1: "500.00", 2: "1.50"}
+        from sagactl.system.statedir import StateDir
+        from sagactl.system.supervisor import Supervisor
+
+        Supervisor(StateDir.at(state)).stop_participant("payment")  # the sale stays PENDING
+        result = sagactl("submit", "--product-id", "1", "--user-id", "1", "--value", "1.00", "--quantity", "1",
+                         "--wait", "--timeout", "1", "--state-dir", state)
+        one_error_line(result, 4, "still PENDING after 1s")
+    finally:
+        sagactl("down", "--state-dir", state)
+
+
+LOYALTY = '''
+from participants.runtime import Participant
+
+participant = Participant(name="loyalty", tables=[], handlers={})
+'''
+
+JOINS = """
+name: loyalty-joins
+steps:
+  - submit: {product_id: 1, user_id: 1, value: "1.00", quantity: 1}
+  - start: loyalty:participant
+  - wait: all
+"""
+FROM_THE_START = """
+name: loyalty-from-the-start
+participants:
+  loyalty: {module: "loyalty:participant"}
+steps:
+  - submit: {product_id: 1, user_id: 1, value: "1.00", quantity: 1}
+"""
+
+
+def test_a_scenario_imports_its_participants_from_the_current_directory(tmp_path: Path) -> None:
+    """The rule of `up --with` and `participant run` (and of `python -m`): the current directory first."""
+    (tmp_path / "loyalty.py").write_text(LOYALTY)
+    (tmp_path / "joins.yaml").write_text(JOINS)
+    (tmp_path / "start.yaml").write_text(FROM_THE_START)
+    result = sagactl("scenario", "validate", "joins.yaml", "start.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "valid: scenario loyalty-joins" in result.stdout and "valid: scenario loyalty-from-the-start" in result.stdout
+
+
+def test_the_shipped_example_validates_from_the_repository_root() -> None:
+    root = Path(__file__).resolve().parent.parent
+    result = sagactl("scenario", "validate", "examples/shipping/scenario.yaml", cwd=root)
+    assert result.returncode == 0, result.stderr
