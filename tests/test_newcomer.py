@@ -201,3 +201,71 @@ def test_the_shipped_example_validates_from_the_repository_root() -> None:
     root = Path(__file__).resolve().parent.parent
     result = sagactl("scenario", "validate", "examples/shipping/scenario.yaml", cwd=root)
     assert result.returncode == 0, result.stderr
+
+
+SLOW = """
+name: slow
+steps:
+  - submit: {product_id: 1, user_id: 1, value: "1.00", quantity: 1}
+  - sleep: 60
+"""
+
+
+def processes_of(root: Path) -> list[int]:
+    """Every live process started for this state dir: its path is in their command line or environment."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            text = " ".join(process.info["cmdline"] or []) + " " + process.environ().get("SAGACTL_STATE_DIR", "")
+        except (psutil.Error, OSError):
+            continue
+        if str(root) in text and process.pid != os.getpid():
+            found.append(process.pid)
+    return found
+
+
+@pytest.mark.parametrize("when", ["starting", "playing"])
+def test_ctrl_c_twice_during_run_removes_the_private_system(tmp_path: Path, when: str) -> None:
+    import signal
+    import time
+
+    (tmp_path / "slow.yaml").write_text(SLOW)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp), "COLUMNS": "80", "NO_COLOR": "1"}
+    run = subprocess.Popen([SAGACTL, "run", "slow.yaml"], cwd=tmp_path, env=env, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        root = None
+        while time.monotonic() < deadline:  # the private state dir, and (playing) its step 2 under way
+            dirs = list(temp.glob("sagactl-slow-*"))
+            if dirs:
+                root = dirs[0]
+                pids = list((root / "run").glob("*.pid")) if (root / "run").exists() else []
+                if when == "starting" and pids:
+                    break
+                if when == "playing" and (root / "run" / "payment-1.pid").exists() and \
+                        "payment" in (root / "system.json").read_text() and _step_two(root):
+                    break
+            time.sleep(0.02)
+        assert root is not None, "no private system appeared"
+        run.send_signal(signal.SIGINT)
+        time.sleep(0.05)  # an impatient user: the second Ctrl-C while the first one tears down
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 130, err
+    assert "interrupted" in err and "removed" in err, err
+    assert not root.exists(), list(root.rglob("*"))
+    assert processes_of(root) == [], "processes left running"
+
+
+def _step_two(root: Path) -> bool:
+    """The sale of step 1 was handled by payment: the saga is under way and the sleep has begun."""
+    log = root / "logs" / "payment.log"
+    return log.exists() and "handled" in log.read_text()
