@@ -269,3 +269,33 @@ def _step_two(root: Path) -> bool:
     """The sale of step 1 was handled by payment: the saga is under way and the sleep has begun."""
     log = root / "logs" / "payment.log"
     return log.exists() and "handled" in log.read_text()
+
+
+def test_up_with_remembers_where_to_import_from_and_down_remove_takes_one_away(tmp_path: Path) -> None:
+    """`up --with` from a project directory, then `up` from elsewhere; `down --remove` stops only it."""
+    project, elsewhere = tmp_path / "myshop", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    shipping = Path(__file__).resolve().parent.parent / "examples" / "shipping" / "__init__.py"
+    (project / "myshipping.py").write_text(shipping.read_text())
+    state = str(tmp_path / "state")
+    try:
+        added = sagactl("up", "--with", "myshipping:participant", "--state-dir", state, cwd=project, timeout=120)
+        assert added.returncode == 0, added.stderr
+        from sagactl.system.statedir import StateDir
+        from sagactl.system.supervisor import Supervisor
+
+        supervisor = Supervisor(StateDir.at(state))
+        supervisor.stop_participant("shipping", kill=True)
+        again = sagactl("up", "--state-dir", state, cwd=elsewhere, timeout=120)  # restarts shipping from there
+        assert again.returncode == 0, again.stderr
+        assert "shipping" in again.stderr
+        one_error_line(sagactl("down", "--remove", "payment", "--state-dir", state), 2, "built-in")
+        one_error_line(sagactl("down", "--remove", "billing", "--state-dir", state), 2, "added: shipping")
+        removed = sagactl("down", "--remove", "shipping", "--state-dir", state)
+        assert removed.returncode == 0 and "shipping removed (stopped shipping)" in removed.stderr, removed.stderr
+        status = json.loads(sagactl("status", "--json", "--state-dir", state).stdout)
+        assert sorted(p["name"] for p in status["participants"] if p["running"]) == ["inventory", "payment", "sale"]
+        assert "shipping" not in {p["name"] for p in status["participants"]}
+    finally:
+        sagactl("down", "--state-dir", state)

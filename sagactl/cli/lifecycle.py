@@ -79,12 +79,20 @@ def up(
 def down(
     state: StateDirOption = None,
     purge: Annotated[bool, typer.Option("--purge", help="Also delete the databases, the stream store and the logs.")] = False,
+    remove: Annotated[list[str], typer.Option("--remove", help="Stop only this participant added with `up --with` and forget it (repeatable); the rest keeps running, its database stays.")] = [],
 ) -> None:
     """Stop everything `sagactl up` started in this state directory.
 
     Example: sagactl down --purge
     """
     supervisor = Supervisor(state_dir(state))
+    if remove:
+        if purge:
+            raise UsageError("--remove stops one participant and keeps every database; it cannot be combined with --purge")
+        for name in remove:
+            stopped = supervisor.remove(name)
+            err.print(f"down: {name} removed" + (f" (stopped {', '.join(stopped)})" if stopped else " (it was not running)"))
+        return
     stopped = supervisor.down(purge=purge)
     what = ", ".join(stopped) if stopped else "nothing was running"
     err.print(f"down: {what}" + ("; databases, stream store and logs deleted" if purge else ""))

@@ -19,7 +19,7 @@ from sagactl.errors import ExitCode
 
 # Placeholders by option name, then by type; a flag shows none.
 NAMED_PLACEHOLDERS = {
-    "nats_url": "URL", "db_url": "NAME=URL", "replicas": "NAME=N", "with_": "MODULE:OBJECT", "reference": "MODULE:OBJECT", "seqs": "SEQ", "files": "FILE",
+    "nats_url": "URL", "db_url": "NAME=URL", "replicas": "NAME=N", "with_": "MODULE:OBJECT", "reference": "MODULE:OBJECT", "seqs": "SEQ", "remove": "NAME", "files": "FILE",
     "state": "DIR", "state_dir": "DIR", "creds": "FILE", "tls_ca": "FILE", "svg": "FILE",
     "timeout": "SECONDS", "interval": "SECONDS", "duration": "SECONDS", "deadline": "SECONDS",
     "sale_deadline": "SECONDS", "quantity": "N", "value": "AMOUNT", "product": "ID=UNITS", "user": "ID=BALANCE",

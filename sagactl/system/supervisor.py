@@ -141,7 +141,7 @@ class Supervisor:
             stderr=subprocess.STDOUT,
             env=self.participant_env(name, replica, nats_urls, extra_env or {}),
             start_new_session=True,
-            cwd=os.getcwd(),
+            cwd=(self.state.load_system().get("directories") or {}).get(name) or os.getcwd(),
         )
         self.state.pid_file(name, replica).write_text(str(process.pid))
         return process
@@ -196,6 +196,12 @@ class Supervisor:
             system["db_urls"] = {**(system.get("db_urls") or {}), **db_urls}
         wanted = dict(system.get("participants") or {})
         wanted.update(participants or BUILT_IN)
+        # Where an added participant's module imports from: `up` again from elsewhere finds it.
+        directories = dict(system.get("directories") or {})
+        for name in wanted:
+            if name not in BUILT_IN:
+                directories.setdefault(name, os.getcwd())
+        system["directories"] = directories
         counts = dict(system.get("replicas") or {})
         counts.update(replicas or {})
         system.update(participants=wanted, replicas=counts)
@@ -258,6 +264,28 @@ class Supervisor:
             shutil.rmtree(self.state.nats_dir, ignore_errors=True)
             shutil.rmtree(self.state.logs_dir, ignore_errors=True)  # or the next system's logs mix with these
             self.state.system_file.unlink(missing_ok=True)
+        return stopped
+
+    def remove(self, name: str) -> list[str]:
+        """Stop a participant added with `up --with` and forget it; the others keep running.
+
+        Its database (and the events it emitted) stay: `up --with` again resumes where it was.
+        """
+        system = self.state.load_system()
+        if name in BUILT_IN:
+            raise UsageError(f"{name} is a built-in participant: the saga needs it (stop all with `sagactl down`)")
+        if name not in (system.get("participants") or {}):
+            added = [n for n in system.get("participants") or {} if n not in BUILT_IN]
+            raise UsageError(f"no participant {name!r} was added here (added: {', '.join(added) or 'none'})")
+        stopped = []
+        for info in self.processes():
+            if info.name == name:
+                if info.running:
+                    stopped.append(name if info.replica == 1 else f"{name}-{info.replica}")
+                self.stop_participant(name, info.replica)
+        for key in ("participants", "replicas", "directories"):
+            (system.get(key) or {}).pop(name, None)
+        self.state.save_system(system)
         return stopped
 
     def describe_url(self, urls: list[str]) -> str:
