@@ -299,3 +299,38 @@ def test_up_with_remembers_where_to_import_from_and_down_remove_takes_one_away(t
         assert "shipping" not in {p["name"] for p in status["participants"]}
     finally:
         sagactl("down", "--state-dir", state)
+
+
+WRONG = """\
+name: wrong
+steps:
+  - submit: {product_id: 1, user_id: 1, value: "20.00", quantity: 2}
+    as: first
+  - wait: [first]
+    status: CANCELED
+expect:
+  sales:
+    first: {status: CANCELED, reason: out of stock}
+  tables:
+    inventory.inventories: [{product_id: 1, quantity: 7}]
+  events:
+    first: [CREATED_SALE, ROLLBACK_INVENTORY, CANCELED_SALE]
+"""
+
+
+def test_failed_expectations_show_the_field_that_differs_and_its_line_at_80_columns(tmp_path: Path) -> None:
+    (tmp_path / "wrong.yaml").write_text(WRONG)
+    result = sagactl("run", "wrong.yaml", "--no-events", cwd=tmp_path, timeout=120)
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.splitlines()
+    verdicts = "\n".join(lines[next(i for i, line in enumerate(lines) if line.startswith("wrong: FAILED")):])
+    for expected in (
+        "✗ failed step 2 (line 5): wait for first\n    expected 1 CANCELED, got 1 FINALIZED",
+        "✗ failed sale first (id 1)  (wrong.yaml:9)\n    status: expected CANCELED, got FINALIZED\n"
+        '    reason: expected "out of stock", got none',
+        "✗ failed table inventory.inventories  (wrong.yaml:11)\n    row 1 quantity: expected 7, got 8",
+        "✗ failed events of first  (wrong.yaml:13)\n    event 2: expected ROLLBACK_INVENTORY, got UPDATED_INVENTORY",
+        "    got      CREATED_SALE → UPDATED_INVENTORY → VALIDATED_PAYMENT → FINALIZED_SALE",
+    ):
+        assert expected in verdicts, (expected, verdicts)
+    assert "…" not in result.stdout

@@ -26,17 +26,20 @@ def read_expectations(r: Reader, names: Names, node: Node, where: str) -> Expect
         if keys is not None:
             r.problems.add(node, where, f"expected at least one of {', '.join(EXPECT_KEYS)}")
         return Expectations(line=line_of(node))
+    lines: dict[tuple[str, str], int] = {}
     sales: dict[SaleRef, SaleExpectation] = {}
     for key, (key_node, value_node) in (r.mapping(keys["sales"][1], f"{where}.sales") if "sales" in keys else {}).items():
         ref = names.sale_ref(key, key_node, f"{where}.sales")
         wanted = _sale(r, names, ref, value_node, f"{where}.sales.{key}") if ref is not None else None
         if ref is not None and wanted is not None:
             sales[ref] = wanted
+            lines["sales", str(ref)] = line_of(key_node)
     tables: dict[str, TableRows | TableValues] = {}
     for key, (key_node, value_node) in (r.mapping(keys["tables"][1], f"{where}.tables") if "tables" in keys else {}).items():
         table = _table(r, names, str(key), key_node, value_node, f"{where}.tables")
         if table is not None:
             tables[str(key)] = table
+            lines["tables", str(key)] = line_of(key_node)
     events: dict[SaleRef, tuple[str, ...]] = {}
     for key, (key_node, value_node) in (r.mapping(keys["events"][1], f"{where}.events") if "events" in keys else {}).items():
         ref = names.sale_ref(key, key_node, f"{where}.events")
@@ -44,14 +47,18 @@ def read_expectations(r: Reader, names: Names, node: Node, where: str) -> Expect
         types = [names.event_type(item, f"{where}.events.{key}") for item in items or []]
         if ref is not None and items is not None and None not in types:
             events[ref] = tuple(t for t in types if t)
+            lines["events", str(ref)] = line_of(key_node)
     dead_letters: dict[str, int] = {}
     if "dead_letters" in keys:
         for key, (key_node, value_node) in (r.mapping(keys["dead_letters"][1], f"{where}.dead_letters") or {}).items():
             count = r.integer(value_node, f"{where}.dead_letters.{key}", minimum=0)
             if names.known_participant(str(key), key_node, f"{where}.dead_letters") and count is not None:
                 dead_letters[str(key)] = count
+                lines["dead_letters", str(key)] = line_of(key_node)
     invariants = bool(r.boolean(keys["invariants"][1], f"{where}.invariants")) if "invariants" in keys else False
-    return Expectations(sales, tables, events, dead_letters, invariants, line=line_of(node))
+    if invariants:
+        lines["invariants", ""] = line_of(keys["invariants"][0])
+    return Expectations(sales, tables, events, dead_letters, invariants, line=line_of(node), lines=lines)
 
 
 def _sale(r: Reader, names: Names, ref: SaleRef, node: Node, where: str) -> SaleExpectation | None:

@@ -16,7 +16,8 @@ def table_of(participant: str, name: str, rows: list[dict[str, Any]]) -> Table:
     columns = list(rows[0]) if rows else ["(no rows)"]
     for column in columns:
         numeric = bool(rows) and all(isinstance(r.get(column), (int, float)) or _is_money(r.get(column)) for r in rows)
-        table.add_column(column, justify="right" if numeric else "left")
+        # fold: at 80 columns a long value wraps inside its cell, never ends in "…"
+        table.add_column(column, justify="right" if numeric else "left", overflow="fold")
     for row in rows:
         table.add_row(*(_cell(column, row.get(column)) for column in columns))
     return table
