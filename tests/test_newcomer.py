@@ -54,6 +54,39 @@ def all_commands() -> list[list[str]]:
     return paths
 
 
+def first_watch_frame(args: list[str], rows: int, columns: int) -> list[str]:
+    """The first screen a `--watch` command draws in a terminal of rows x columns (a real pty)."""
+    import fcntl
+    import pty
+    import re
+    import select
+    import signal
+    import struct
+    import termios
+    import time
+
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
+    watcher = subprocess.Popen([SAGACTL, *args], stdin=secondary, stdout=secondary, stderr=secondary, env=env)
+    os.close(secondary)
+    output, deadline = b"", time.monotonic() + 30
+    try:
+        while b"Ctrl-C to stop" not in output and time.monotonic() < deadline:
+            if select.select([primary], [], [], 0.5)[0]:
+                output += os.read(primary, 65536)
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        try:
+            watcher.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            watcher.kill()
+        os.close(primary)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.decode(errors="replace")).replace("\r", "")
+    assert "Ctrl-C to stop" in text, text
+    return text.split("Ctrl-C to stop")[0].strip("\n").splitlines()
+
+
 @pytest.mark.parametrize("path", all_commands(), ids=lambda p: " ".join(p) or "sagactl")
 def test_help_has_plain_placeholders_and_an_example(path: list[str]) -> None:
     result = runner.invoke(app, [*path, "--help"], terminal_width=80)
@@ -154,6 +187,21 @@ def test_setup_then_a_timeout_with_its_own_exit_code(tmp_path: Path) -> None:
         stock = {row["product_id"]: row["quantity"] for row in tables["inventory"]["inventories"]}
         balances = {row["id"]: row["balance"] for row in tables["payment"]["users"]}
         assert stock == {1: 100, 7: 3} and balances == {1: "500.00", 2: "1.50"}
+        refused = sagactl("submit", "--product-id", "1", "--user-id", "1", "--value", "600.00", "--quantity", "1",
+                          "--wait", "--state-dir", state)
+        assert refused.returncode == 1 and "insufficient balance" in refused.stdout
+        trace = sagactl("trace", "1", "--svg", str(tmp_path / "sale.svg"), "--state-dir", state)  # 80 columns
+        assert trace.returncode == 0, trace.stderr
+        assert "…" not in trace.stdout and all(len(line) <= 80 for line in trace.stdout.splitlines()), trace.stdout
+        assert "handled by sale" in trace.stdout and "compensation, insufficient balance" in trace.stdout
+        picture = (tmp_path / "sale.svg").read_text()
+        assert picture.count("<line ") == 4 + 1 + 5 and "stroke-dasharray=\"6 3\"" in picture  # the compensation
+        many = [arg for n in range(10, 40) for arg in ("--product", f"{n}=5")]
+        assert sagactl("setup", *many, "--state-dir", state).returncode == 0
+        frame = first_watch_frame(["state", "--watch", "--state-dir", state], rows=40, columns=80)
+        assert len(frame) <= 40, "\n".join(frame)
+        assert any("older" in line for line in frame), "\n".join(frame)  # 32 products: the oldest counted
+        assert any("32 │         39 │" in line for line in frame), "\n".join(frame)  # the newest row
         from sagactl.system.statedir import StateDir
         from sagactl.system.supervisor import Supervisor
 
@@ -334,3 +382,36 @@ def test_failed_expectations_show_the_field_that_differs_and_its_line_at_80_colu
     ):
         assert expected in verdicts, (expected, verdicts)
     assert "…" not in result.stdout
+
+
+def test_purging_every_dead_letter_asks_first(tmp_path: Path) -> None:
+    state = str(tmp_path / "state")
+    one_error_line(sagactl("deadletters", "purge", "--all", "--state-dir", state), 2, "--yes")
+    # confirmed, it goes on to the system (none here): the refusal above came before any connection
+    one_error_line(sagactl("deadletters", "purge", "--all", "--yes", "--state-dir", state), 3, "nothing is running")
+
+
+def test_validate_finds_what_run_would_find_and_every_problem_of_a_step(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("""\
+name: bad
+steps:
+  - submit: {product_id: 0, user_id: x, value: "abc", quantity: -1}
+expect:
+  tables:
+    inventory.stock: [{product_id: 1}]
+    inventory.inventories: [{product: 1, quantity: 9}]
+    payment.users: {where: {id: 1}, values: {money: "1.00"}}
+""")
+    result = sagactl("scenario", "validate", "bad.yaml", cwd=tmp_path)
+    assert result.returncode == 2
+    for problem in (
+        "bad.yaml:3: steps[1].submit.product_id: expected an integer >= 1, got 0",
+        "bad.yaml:3: steps[1].submit.user_id: expected an integer",
+        "bad.yaml:3: steps[1].submit.quantity: expected an integer >= 1, got -1",
+        "bad.yaml:3: steps[1].submit.value: 'abc' is not a decimal amount",
+        "bad.yaml:6: expect.tables: unknown table 'inventory.stock'; inventory has inventory.inventories",
+        "bad.yaml:7: expect.tables.inventory.inventories: unknown column 'product'",
+        "bad.yaml:8: expect.tables.payment.users.values: unknown column 'money'",
+    ):
+        assert problem in result.stderr, (problem, result.stderr)
+    assert "Input should" not in result.stderr

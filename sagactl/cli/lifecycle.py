@@ -107,17 +107,19 @@ def status(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: J
 
     Example: sagactl status --json
     """
+    from sagactl.views.status import render_status
+
     use_connection_files(creds, tls_ca)
     supervisor = Supervisor(state_dir(state))
     if watch:
         from sagactl.views import live
 
-        return live.watch(lambda: _status_report(supervisor, nats_url), _print_status, interval, json)
+        return live.watch(lambda: _status_report(supervisor, nats_url), render_status, interval, json, out)
     report = _status_report(supervisor, nats_url)
     if json:
         print_json(report)
     else:
-        _print_status(report)
+        out.print(render_status(report))
     if not report["nats_reachable"]:  # no answer at all is "unreachable" (3), not a "no" (1)
         raise typer.Exit(int(ExitCode.UNAVAILABLE))
     if not report["healthy"]:
@@ -139,14 +141,10 @@ def _status_report(supervisor: Supervisor, nats_url: str | None) -> dict[str, An
     report["stream"], report["consumers"], report["dead_letters"] = None, [], None
     report["nats_reachable"] = False
     if urls:
-        from participants.runtime import (
-            broker,  # imports nats: only when there is a server to ask
-        )
-
         try:
             report.update(run_async(_stream_report(urls)))
             report["nats_reachable"] = True
-        except broker.BrokerUnavailable as exc:
+        except Unavailable as exc:
             report["nats_error"] = str(exc)
     healthy = report["nats_reachable"] and bool(report["participants"]) and all(p["running"] for p in report["participants"])
     report["healthy"] = healthy
@@ -169,9 +167,9 @@ async def _stream_report(urls: list[str]) -> dict[str, Any]:
     from nats.js.errors import NotFoundError
 
     from participants.contract import DEAD_LETTER_STREAM, STREAM
-    from participants.runtime import broker
+    from sagactl.system.connection import connect
 
-    nc = await broker.connect(urls, "sagactl-status", reconnect_forever=False)
+    nc = await connect(urls, "sagactl-status")
     try:
         js = nc.jetstream()
         result: dict[str, Any] = {"stream": None, "consumers": [], "dead_letters": None}
@@ -196,33 +194,3 @@ async def _stream_report(urls: list[str]) -> dict[str, Any]:
         return result
     finally:
         await nc.close()
-
-
-def _print_status(report: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    nats = report["nats_url"] or "(none: run `sagactl up`)"
-    reach = "reachable" if report["nats_reachable"] else "[red]not reachable[/]"
-    out.print(f"NATS: {nats} ({reach})   state: {report['state_dir']}")
-    if report.get("cluster"):
-        nodes = ", ".join(f"{n['name']} {'[green]running[/]' if n['running'] else '[red]stopped[/]'}" for n in report["cluster"])
-        out.print(f"cluster: {nodes}")
-    for name, url in (report.get("databases") or {}).items():
-        out.print(f"database {name}: {url}")
-    processes = Table(title="participants", title_justify="left")
-    for column in ("name", "replica", "pid", "state", "log"):
-        processes.add_column(column)
-    for p in report["participants"]:
-        state = "[green]running[/]" if p["running"] else "[red]stopped[/]"
-        processes.add_row(p["name"], str(p["replica"]), str(p["pid"] or "—"), state, p["log"])
-    out.print(processes)
-    if report["stream"]:
-        s = report["stream"]
-        where = f", {s['replicas']} replicas, leader {s['leader']}" if s.get("leader") else ""
-        out.print(f"stream {s['name']}: {s['messages']} messages ({s['bytes']} bytes){where}, dead letters: {report['dead_letters']}")
-        consumers = Table(title="consumers", title_justify="left")
-        for column in ("consumer", "pending", "ack pending", "redelivered"):
-            consumers.add_column(column, justify="right" if column != "consumer" else "left")
-        for c in report["consumers"]:
-            consumers.add_row(c["name"], str(c["pending"]), str(c["ack_pending"]), str(c["redelivered"]))
-        out.print(consumers)

@@ -94,15 +94,9 @@ async def _discover(urls: list[str]) -> list[dict[str, Any]]:
 
 
 def _print(found: list[dict[str, Any]]) -> None:
-    from rich.table import Table
+    from sagactl.views.lists import participants_table
 
     if not found:
         err.print("no participant answered")
         return
-    table = Table(title="participants", title_justify="left")
-    for column in ("participant", "replica", "host", "pid", "handles", "tables"):
-        table.add_column(column)
-    for p in found:
-        table.add_row(p["participant"], str(p["replica"]), str(p["host"]), str(p["pid"]),
-                      ", ".join(p["handles"] or []), ", ".join(p["tables"] or []))
-    out.print(table)
+    out.print(participants_table(found))

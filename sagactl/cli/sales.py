@@ -102,7 +102,7 @@ def state(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: Js
 
     Example: sagactl state --json
     """
-    from sagactl.views.tables import render_state
+    from sagactl.views.tables import render_state, state_that_fits
 
     use_connection_files(creds, tls_ca)
     supervisor = Supervisor(state_dir(state))
@@ -111,7 +111,10 @@ def state(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: Js
     if watch:
         from sagactl.views import live
 
-        return live.watch(lambda: run_async(_state(urls, expected)), lambda tables: out.print(render_state(tables)), interval, json)
+        def draw(tables: dict[str, Any]) -> Any:  # in a terminal, every table on one screen: its newest rows
+            return state_that_fits(tables, out, out.height - 1) if out.is_terminal else render_state(tables)
+
+        return live.watch(lambda: run_async(_state(urls, expected)), draw, interval, json, out)
     tables = run_async(_state(urls, expected))
     if json:
         print_json(tables)

@@ -25,9 +25,8 @@ def list_(json: JsonOption = False) -> None:
 
     Example: sagactl scenario list
     """
-    from rich.table import Table
-
     from sagactl.scenario import loader
+    from sagactl.views.lists import scenarios_table
 
     rows = []
     for stem, path in loader.shipped_scenarios().items():
@@ -36,12 +35,7 @@ def list_(json: JsonOption = False) -> None:
     if json:
         print_json(rows)
         return
-    table = Table(title="shipped scenarios (sagactl run NAME)", title_justify="left", show_lines=True)
-    table.add_column("name", style="bold", no_wrap=True)
-    table.add_column("description")
-    for row in rows:
-        table.add_row(row["name"], row["description"])
-    out.print(table)
+    out.print(scenarios_table(rows))
 
 
 @app.command()

@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
 def trace(
     sale_id: Annotated[str, typer.Argument(help="The sale to trace (its id, as `submit` printed it).")],
     as_mermaid: Annotated[bool, typer.Option("--mermaid", help="Print a Mermaid sequence diagram of its events.")] = False,
-    svg: Annotated[Path | None, typer.Option("--svg", help="Also write the trace as an SVG picture to this file.")] = None,
+    svg: Annotated[Path | None, typer.Option("--svg", help="Also draw it as an SVG sequence diagram in this file (lifelines, one arrow per event).")] = None,
     state: StateDirOption = None,
     nats_url: NatsUrlOption = None,
     json: JsonOption = False,
@@ -49,7 +49,8 @@ def trace(
 
     Example: sagactl trace 3 --mermaid
     """
-    from sagactl.views.trace import mermaid, render_trace, save_svg
+    from sagactl.views.diagram import save_sequence_svg
+    from sagactl.views.trace import mermaid, render_trace
 
     number = _sale_id(sale_id)
     if json and as_mermaid:
@@ -62,9 +63,9 @@ def trace(
     elif as_mermaid:
         sys.stdout.write(mermaid(saga))
     else:
-        out.print(render_trace(saga))
+        out.print(render_trace(saga, out.width))
     if svg is not None:
-        save_svg(saga, svg)
+        save_sequence_svg(saga, svg)
         err.print(f"wrote {svg}")
 
 

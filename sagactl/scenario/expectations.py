@@ -92,6 +92,11 @@ def _table(r: Reader, names: Names, key: str, key_node: Node, node: Node, where:
         return None
     if not names.known_participant(participant, key_node, where):
         return None
+    columns = (names.tables_of(participant) or {}).get(table)
+    if names.tables_of(participant) is not None and columns is None:  # what `run` would find only at the end
+        known = ", ".join(f"{participant}.{t}" for t in names.tables_of(participant) or {})
+        r.problems.add(key_node, where, f"unknown table {key!r}; {participant} has {known or 'no tables'}")
+        return None
     where = f"{where}.{key}"
     if isinstance(node, SequenceNode):
         rows: list[dict[str, Any]] = []
@@ -100,6 +105,7 @@ def _table(r: Reader, names: Names, key: str, key_node: Node, node: Node, where:
                 r.problems.add(item, where, f"expected a row (a mapping of column: value), got {kind(item)}")
                 continue
             rows.append(r.plain(item))
+            _check_columns(r, item, where, rows[-1], columns)
         return TableRows(tuple(rows)) if len(rows) == len(node.value) else None
     keys = r.mapping(node, where, ("where", "values", "count"))
     if keys is None:
@@ -110,9 +116,18 @@ def _table(r: Reader, names: Names, key: str, key_node: Node, node: Node, where:
     matched = _columns(r, keys["where"][1], f"{where}.where") if "where" in keys else {}
     values = _columns(r, keys["values"][1], f"{where}.values") if "values" in keys else {}
     count = r.integer(keys["count"][1], f"{where}.count", minimum=0) if "count" in keys else None
+    for part, found in (("where", matched), ("values", values)):
+        if found and part in keys:
+            _check_columns(r, keys[part][1], f"{where}.{part}", found, columns)
     if matched is None or values is None or ("count" in keys and count is None):
         return None
     return TableValues(matched, values, count)
+
+
+def _check_columns(r: Reader, node: Node, where: str, row: dict[str, Any], columns: list[str] | None) -> None:
+    unknown = [name for name in row if columns is not None and name not in columns]
+    if unknown:
+        r.problems.add(node, where, f"unknown column {unknown[0]!r}; the table has {', '.join(columns or [])}")
 
 
 def _columns(r: Reader, node: Node, where: str) -> dict[str, Any] | None:
