@@ -135,6 +135,8 @@ def test_bad_input_is_exit_2_with_a_hint(tmp_path: Path) -> None:
     sale = ["submit", "--user-id", "1", "--value", "1.00", "--quantity", "1", "--state-dir", state]
     one_error_line(sagactl(*sale, "--product-id", "99999999999999999999"), 2, "--product-id", "<=")
     one_error_line(sagactl(*sale, "--product-id", "1", "--wait", "--timeout", "0"), 2, "--timeout", "above 0")
+    one_error_line(sagactl("trace", "99999999999999999999", "--state-dir", state), 2, "SALE_ID", "<=")
+    one_error_line(sagactl("tail", "--sale-id", "99999999999999999999", "--state-dir", state), 2, "--sale-id", "<=")
     one_error_line(sagactl(*sale, "--product-id", "1", "--nats-url", "notaurl:x"), 2, "not a NATS URL")
     a_file = tmp_path / "file"
     a_file.write_text("")
@@ -194,6 +196,9 @@ def test_setup_then_a_timeout_with_its_own_exit_code(tmp_path: Path) -> None:
         assert trace.returncode == 0, trace.stderr
         assert "…" not in trace.stdout and all(len(line) <= 80 for line in trace.stdout.splitlines()), trace.stdout
         assert "handled by sale" in trace.stdout and "compensation, insufficient balance" in trace.stdout
+        logged = sagactl("logs", "inventory", "--state-dir", state).stdout
+        tags = [line.rsplit("[id …", 1)[1] for line in logged.splitlines() if "[id …" in line]
+        assert len(tags) == 2 and len(set(tags)) == 2, logged  # CREATED_SALE and FAILED_PAYMENT: two events
         picture = (tmp_path / "sale.svg").read_text()
         assert picture.count("<line ") == 4 + 1 + 5 and "stroke-dasharray=\"6 3\"" in picture  # the compensation
         many = [arg for n in range(10, 40) for arg in ("--product", f"{n}=5")]

@@ -14,6 +14,7 @@ from sagactl.cli.common import (
     StateDirOption,
     err,
     handle_errors,
+    integer,
     nats_urls,
     out,
     print_json,
@@ -52,7 +53,7 @@ def trace(
     from sagactl.views.diagram import save_sequence_svg
     from sagactl.views.trace import mermaid, render_trace
 
-    number = _sale_id(sale_id)
+    number = integer(sale_id, "SALE_ID")
     if json and as_mermaid:
         raise UsageError("--json and --mermaid both choose the output: give one")
     stateful = state_dir(state)
@@ -80,13 +81,3 @@ def load_trace(urls: list[str], sale_id: int, stateful: StateDir) -> SagaTrace:
     ids = {str(e.field("event_id")) for e in events}
     records = logs.records_about(stateful, ids, {e.seq for e in events}) if stateful.logs_dir.is_dir() else ()
     return build_trace(sale_id, events, records)
-
-
-def _sale_id(raw: str) -> int:
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise UsageError(f"SALE_ID: {raw!r} is not an integer") from None
-    if value < 1:
-        raise UsageError(f"SALE_ID must be >= 1, not {value}")
-    return value
