@@ -33,7 +33,7 @@ from participants.contract import (
 )
 from participants.runtime import broker
 from participants.runtime.loader import BUILT_IN
-from sagactl.errors import SagactlError, Unavailable
+from sagactl.errors import SagactlError, TimedOut, Unavailable
 
 REQUEST_TIMEOUT_S = 5.0
 # How long `participants()` collects answers: every replica answers within milliseconds unless it
@@ -213,7 +213,7 @@ class SagaClient:
             if outcome is not None:
                 self._settle(outcome)
                 return self._outcomes[sale_id]
-            raise SagactlError(f"sale {sale_id} still PENDING after {timeout:g}s") from None
+            raise TimedOut(f"sale {sale_id} still PENDING after {timeout:g}s") from None
 
     def outcome(self, sale_id: int) -> SaleOutcome | None:
         return self._outcomes.get(sale_id)

@@ -65,7 +65,7 @@ async def test_poison_is_listed_by_status_and_check_and_purged(fast_system: Supe
 
     purged = await cli(fast_system, "deadletters", "purge", str(letters[0]["seq"]))
     assert purged.exit_code == 0 and "purged 1" in purged.stderr
-    assert (await cli(fast_system, "deadletters", "purge", "--all")).exit_code == 0
+    assert (await cli(fast_system, "deadletters", "purge", "--all", "--yes")).exit_code == 0
     assert json.loads((await cli(fast_system, "deadletters", "list", "--json")).stdout) == []
     final = await cli(fast_system, "check")
     assert final.exit_code == 0, final.output

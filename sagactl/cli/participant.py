@@ -13,6 +13,7 @@ from sagactl.cli.common import (
     StateDirOption,
     err,
     handle_errors,
+    nats_urls,
     out,
     print_json,
     run_async,
@@ -24,6 +25,7 @@ from sagactl.system.supervisor import Supervisor, load
 participant_app = typer.Typer(
     help="Run your own participant (or a built-in) and list the participants that answer on NATS.",
     no_args_is_help=True,
+    epilog="Examples:\n$ sagactl participant list\n$ sagactl participant run examples.shipping:participant",
 )
 
 
@@ -53,7 +55,7 @@ def run(
 
     participant = load(reference)
     supervisor = Supervisor(state_dir(state))
-    urls = supervisor.nats_urls(nats_url)
+    urls = nats_urls(supervisor, nats_url)
     supervisor.state.make()
     extra = to_env(participant.name, db_url=db_url) if db_url else {}
     # The same environment `sagactl up` gives the processes it starts.
@@ -70,7 +72,7 @@ def list_participants(state: StateDirOption = None, nats_url: NatsUrlOption = No
 
     Example: sagactl participant list --json
     """
-    urls = Supervisor(state_dir(state)).nats_urls(nats_url)
+    urls = nats_urls(Supervisor(state_dir(state)), nats_url)
     found = run_async(_discover(urls))
     if json:
         print_json(found)
@@ -93,15 +95,9 @@ async def _discover(urls: list[str]) -> list[dict[str, Any]]:
 
 
 def _print(found: list[dict[str, Any]]) -> None:
-    from rich.table import Table
+    from sagactl.views.lists import participants_table
 
     if not found:
         err.print("no participant answered")
         return
-    table = Table(title="participants", title_justify="left")
-    for column in ("participant", "replica", "host", "pid", "handles", "tables"):
-        table.add_column(column)
-    for p in found:
-        table.add_row(p["participant"], str(p["replica"]), str(p["host"]), str(p["pid"]),
-                      ", ".join(p["handles"] or []), ", ".join(p["tables"] or []))
-    out.print(table)
+    out.print(participants_table(found))

@@ -15,7 +15,10 @@ from sagactl.cli.common import (
     TlsCaOption,
     WatchOption,
     handle_errors,
+    integer,
+    nats_urls,
     out,
+    positive_seconds,
     print_json,
     run_async,
     state_dir,
@@ -38,8 +41,8 @@ def submit(
     user_id: Annotated[str, typer.Option("--user-id", help="Buyer (integer >= 1).")],
     value: Annotated[str, typer.Option("--value", help="Total price, a decimal with at most 2 places, e.g. 20.00.")],
     quantity: Annotated[str, typer.Option("--quantity", help="Units (integer >= 1).")],
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for FINALIZED or CANCELED; exit 1 when CANCELED.")] = False,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait with --wait.")] = 30.0,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for FINALIZED or CANCELED; exit 1 when CANCELED, 4 when the timeout runs out first.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait with --wait (above 0).")] = 30.0,
     state: StateDirOption = None,
     nats_url: NatsUrlOption = None,
     json: JsonOption = False,
@@ -53,13 +56,14 @@ def submit(
     from participants.contract import STATUS_FINALIZED, ContractError, parse_sale
 
     try:
-        sale = parse_sale(_integer(product_id, "--product-id"), _integer(user_id, "--user-id"), value,
-                          _integer(quantity, "--quantity"))
+        sale = parse_sale(integer(product_id, "--product-id"), integer(user_id, "--user-id"), value,
+                          integer(quantity, "--quantity"))
     except ContractError as exc:
         raise UsageError(str(exc).replace("product_id", "--product-id").replace("user_id", "--user-id")
                          .replace("quantity", "--quantity").replace("value:", "--value:")) from None
+    positive_seconds(timeout, "--timeout")
     use_connection_files(creds, tls_ca)
-    urls = Supervisor(state_dir(state)).nats_urls(nats_url)
+    urls = nats_urls(Supervisor(state_dir(state)), nats_url)
     result = run_async(_submit(urls, sale, wait, timeout))
     if json:
         print_json(result)
@@ -70,13 +74,6 @@ def submit(
         out.print(str(result["sale_id"]))
     if wait and result["status"] != STATUS_FINALIZED:
         raise typer.Exit(int(ExitCode.FAILED))
-
-
-def _integer(raw: str, option: str) -> int:
-    try:
-        return int(raw.strip())
-    except ValueError:
-        raise UsageError(f"{option}: {raw!r} is not an integer") from None
 
 
 async def _submit(urls: list[str], sale: Sale, wait: bool, timeout: float) -> dict[str, Any]:
@@ -106,16 +103,19 @@ def state(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: Js
 
     Example: sagactl state --json
     """
-    from sagactl.views.tables import render_state
+    from sagactl.views.tables import render_state, state_that_fits
 
     use_connection_files(creds, tls_ca)
     supervisor = Supervisor(state_dir(state))
-    urls = supervisor.nats_urls(nats_url)
+    urls = nats_urls(supervisor, nats_url)
     expected = supervisor.expected_participants()
     if watch:
         from sagactl.views import live
 
-        return live.watch(lambda: run_async(_state(urls, expected)), lambda tables: out.print(render_state(tables)), interval, json)
+        def draw(tables: dict[str, Any]) -> Any:  # in a terminal, every table on one screen: its newest rows
+            return state_that_fits(tables, out, out.height - 1) if out.is_terminal else render_state(tables)
+
+        return live.watch(lambda: run_async(_state(urls, expected)), draw, interval, json, out)
     tables = run_async(_state(urls, expected))
     if json:
         print_json(tables)

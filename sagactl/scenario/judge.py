@@ -36,6 +36,7 @@ class ExpectationVerdict:
     passed: bool
     expected: Any
     actual: Any
+    line: int = 0  # the expectation's line in the scenario file (0: none, e.g. a step's own verdict)
 
 
 @dataclass
@@ -73,9 +74,10 @@ async def judge(expect: Expectations, evidence: Evidence, prefix: str = "") -> l
             if state.get("sale") is None:
                 verdicts.append(ExpectationVerdict(f"sale {ref}", False, wanted.counts or wanted.status, "the sale service did not answer"))
                 continue
-            verdicts.append(_sale_verdict(ref, wanted, evidence.sale_ids(ref), sale_rows, ref in evidence.groups))
+            verdicts.append(_at(expect, "sales", ref,
+                                _sale_verdict(ref, wanted, evidence.sale_ids(ref), sale_rows, ref in evidence.groups)))
         for key, table in expect.tables.items():
-            verdicts.append(_table_verdict(key, table, state))
+            verdicts.append(_at(expect, "tables", key, _table_verdict(key, table, state)))
     if expect.events:
         try:
             history = await evidence.history()
@@ -84,21 +86,28 @@ async def judge(expect: Expectations, evidence: Evidence, prefix: str = "") -> l
             verdicts.extend(ExpectationVerdict(f"events of {ref}", False, list(types), _unreadable("the stream", exc))
                             for ref, types in expect.events.items())
         for ref, types in expect.events.items() if history is not None else ():
-            verdicts.append(_events_verdict(ref, types, evidence.sale_ids(ref), history))
+            verdicts.append(_at(expect, "events", ref, _events_verdict(ref, types, evidence.sale_ids(ref), history)))
     if expect.dead_letters:
         try:
-            verdicts.extend(await _dead_letter_verdicts(expect.dead_letters, evidence.client))
+            verdicts.extend(_at(expect, "dead_letters", v.what.removeprefix("dead letters of "), v)
+                            for v in await _dead_letter_verdicts(expect.dead_letters, evidence.client))
         except UNREADABLE as exc:
             verdicts.extend(ExpectationVerdict(f"dead letters of {name}", False, count, _unreadable("the dead-letter stream", exc))
                             for name, count in expect.dead_letters.items())
     if expect.invariants:
         try:
-            verdicts.append(await _invariants_verdict(evidence.client))
+            verdicts.append(_at(expect, "invariants", "", await _invariants_verdict(evidence.client)))
         except UNREADABLE as exc:
             verdicts.append(ExpectationVerdict("invariants (sagactl check)", False, "no violations", _unreadable("the system", exc)))
     for verdict in verdicts:
         verdict.what = prefix + verdict.what
+        verdict.line = verdict.line or expect.line  # a source that could not be read: the block's line
     return verdicts
+
+
+def _at(expect: Expectations, section: str, key: Any, verdict: ExpectationVerdict) -> ExpectationVerdict:
+    verdict.line = expect.lines.get((section, str(key)), expect.line)
+    return verdict
 
 
 def _unreadable(what: str, exc: BaseException) -> str:

@@ -87,6 +87,8 @@ class Expectations:
     dead_letters: dict[str, int] = field(default_factory=dict)  # participant -> parked events
     invariants: bool = False
     line: int = 0
+    # The YAML line of each expectation, by (section, key): a failed verdict points at it.
+    lines: dict[tuple[str, str], int] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:

@@ -106,16 +106,49 @@ def run_scenario(scenario: Scenario, observer: Observer | None = None, keep: boo
     observer = observer or Observer()
     started = time.monotonic()
     system = ScenarioSystem.fresh(scenario)
+    previous = _first_interrupt_only()
+    interrupted = False
     try:
         observer.phase(f"starting a private system in {system.state.root}")
         urls = system.start()
         report = asyncio.run(_play(scenario, system, urls, observer))
+    except KeyboardInterrupt:
+        interrupted, where = True, system.state.root
+        if keep:
+            observer.phase(f"interrupted: left running in {where} (stop: sagactl down --purge --state-dir {where})")
+        else:
+            removed = system.close()
+            observer.phase(f"interrupted: removed {', '.join(removed) or 'nothing (nothing had started)'} "
+                           f"and deleted {where}")
+        raise
     finally:
-        if not keep:
+        if not keep and not interrupted:
             system.close()
+        _restore_interrupt(previous)
     report.state_dir = str(system.state.root) if keep else None
     report.seconds = time.monotonic() - started
     return report
+
+
+def _first_interrupt_only() -> Any:
+    """Ctrl-C interrupts the run once; a second one, during the teardown, is ignored."""
+    import signal
+
+    def interrupted(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGINT, interrupted)
+    except ValueError:  # not the main thread (an embedding program): its own handling applies
+        return None
+
+
+def _restore_interrupt(previous: Any) -> None:
+    if previous is not None:
+        import signal
+
+        signal.signal(signal.SIGINT, previous)
 
 
 async def _play(scenario: Scenario, system: ScenarioSystem, urls: list[str], observer: Observer) -> Report:

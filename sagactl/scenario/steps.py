@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from participants.contract import SUBJECT_ROOT, TERMINAL_STATUSES, ContractError, parse_sale
+from participants.contract import SUBJECT_ROOT, TERMINAL_STATUSES, ContractError, parse_money, parse_sale
 from sagactl.scenario.expectations import read_expectations
 from sagactl.scenario.model import (
     ExpectStep,
@@ -91,7 +91,19 @@ class _StepReader:
         name = self.names.define_sale(options["as"], where, group="repeat" in options) if "as" in options else None
         if not fields or len(fields) != len(SALE_FIELDS):
             return None
+        # Each field checked on its own, so every wrong one is reported (not only the first).
+        problems_before = len(self.r.problems.items)
+        for key in ("product_id", "user_id", "quantity"):
+            if key in fields:
+                self.r.integer(fields[key][1], f"{where}.{key}", minimum=1)
         raw = {k: (self.r.money_text(v[1], f"{where}.value") if k == "value" else self.r.plain(v[1])) for k, v in fields.items()}
+        if raw.get("value") is not None:
+            try:
+                parse_money(raw["value"])
+            except ContractError as exc:
+                self.r.problems.add(fields["value"][1], f"{where}.value", str(exc))
+        if len(self.r.problems.items) > problems_before:
+            return None
         try:
             sale = parse_sale(raw["product_id"], raw["user_id"], raw["value"], raw["quantity"])
         except ContractError as exc:
