@@ -34,6 +34,7 @@ from participants.contract import (
     Event,
     control_subject,
     parse_event,
+    replay_subject,
 )
 from participants.runtime import broker, jetstream, recovery
 from participants.runtime.crashpoints import AFTER_COMMIT, MID_BATCH, CrashPoints
@@ -357,7 +358,7 @@ class ParticipantDaemon:
         event = parse_event(msg.data)
         if event.type not in self.participant.handlers:
             raise ContractError(f"{self.participant.name} does not handle {event.type}")
-        if msg.subject != event.subject:
+        if msg.subject != event.subject and msg.subject != replay_subject(self.participant.name):
             raise ContractError(f"{event.type} published on {msg.subject}, expected {event.subject}")
         return event
 

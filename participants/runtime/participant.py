@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from sqlmodel import Session, SQLModel
 
-from participants.contract import Event, subject_for
+from participants.contract import Event, replay_subject, subject_for
 from participants.runtime import faults
 
 HandlerResult = Event | Sequence[Event] | None
@@ -79,8 +79,9 @@ class Participant:
 
     @property
     def subjects(self) -> list[str]:
-        """The stream subjects this participant's durable consumer is filtered to."""
-        return sorted({subject_for(t) for t in self.handlers})
+        """The stream subjects this participant's durable consumer is filtered to (its own replay
+        subject too: a dead letter it gave up on is replayed to it alone)."""
+        return sorted({subject_for(t) for t in self.handlers} | {replay_subject(self.name)})
 
     def handle(self, event: Event, session: Session) -> list[Event]:
         faults.inject(event.event_id)  # the one call site of injected faults; a no-op unless configured

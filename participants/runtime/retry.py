@@ -13,6 +13,7 @@ from typing import Literal
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from participants.contract import Refused
 from participants.runtime.participant import TransientError
 
 # SQLite primary result codes that describe the database's condition, not the statement:
@@ -40,7 +41,10 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def failure_action(exc: BaseException, deliveries: int, max_deliver: int) -> Literal["retry", "dead"]:
-    """Retry a transient failure always, a poison one until its last allowed delivery."""
+    """Retry a transient failure always, a poison one until its last allowed delivery; a refusal
+    (the event contradicts the participant's rows, so no retry can change the answer) never."""
+    if isinstance(exc, Refused):
+        return "dead"
     if is_transient(exc) or deliveries < max_deliver:
         return "retry"
     return "dead"

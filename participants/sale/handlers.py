@@ -1,4 +1,4 @@
-"""The sale service's rules: open a sale, then close it exactly once with the saga's outcome."""
+"""The sale service on its database: submits open sales, rules.py's decisions close them."""
 
 from __future__ import annotations
 
@@ -7,27 +7,33 @@ from typing import Any
 from sqlmodel import Session
 
 from participants.contract import (
-    CANCELED_SALE,
     CREATED_SALE,
-    FINALIZED_SALE,
     ContractError,
     Event,
     Sale,
+    from_cents,
     new_event,
     parse_sale,
     to_cents,
 )
 from participants.runtime import Statement
+from participants.sale import rules
 from participants.sale.models import SaleRow, SaleStatus, SubmitKey
 
-PRODUCER = "sale"
+PRODUCER = rules.PRODUCER
 MAX_SALES_PER_REQUEST = 1000
 
 
 # The hot path: plain SQL on the transaction's connection (participants/runtime/sql.py).
 # The status column holds the enum's name, as SQLAlchemy stores an Enum.
-CLOSE = Statement(f"UPDATE {SaleRow.__tablename__} SET status = :status, reason = :reason WHERE id = :id AND status = 'PENDING'")
-EXISTS = Statement(f"SELECT 1 FROM {SaleRow.__tablename__} WHERE id = :id")
+_SALES = SaleRow.__tablename__
+CLOSE = Statement(f"UPDATE {_SALES} SET status = :status, reason = :reason WHERE id = :id AND status = 'PENDING' "
+                  "AND product_id = :p AND user_id = :u AND value = :v AND quantity = :q")
+KNOWN = Statement(f"SELECT product_id, user_id, value, quantity, status FROM {_SALES} WHERE id = :id")
+CLOSE_UNKNOWN = Statement(f"INSERT INTO {_SALES} (id, product_id, user_id, value, quantity, status, reason) "
+                          "VALUES (:id, :p, :u, :v, :q, 'CANCELED', :reason) ON CONFLICT (id) DO NOTHING")
+SKIP_ID = Statement(f"SELECT setval(pg_get_serial_sequence('{_SALES}', 'id'), "
+                    f"GREATEST(:id, (SELECT last_value FROM {_SALES}_id_seq)))")
 OPEN = Statement(
     f"INSERT INTO {SaleRow.__tablename__} (product_id, user_id, value, quantity, status) "
     "VALUES (:product_id, :user_id, :value, :quantity, 'PENDING') RETURNING id"
@@ -84,25 +90,36 @@ def submit_many(body: dict[str, Any], session: Session) -> tuple[dict[str, Any],
     return {"sales": [{"sale_id": e.sale_id, "status": SaleStatus.PENDING.name} for e in events]}, events
 
 
-def _close(session: Session, event: Event, status: SaleStatus, reason: str | None) -> bool:
-    """Move a PENDING sale to a terminal status; False when it was already closed (a no-op)."""
-    if CLOSE.run(session, status=status.name, reason=reason, id=event.sale_id).rowcount == 1:
+class SqlSales:
+    """rules.Sales on the handler's session, inside the runtime's transaction."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def close(self, sale_id: int, sale: Sale, status: str, reason: str | None) -> bool:
+        return CLOSE.run(self.session, status=status, reason=reason, id=sale_id, p=sale.product_id, u=sale.user_id,
+                         v=to_cents(sale.value), q=sale.quantity).rowcount == 1
+
+    def known(self, sale_id: int) -> rules.Known | None:
+        row = KNOWN.run(self.session, id=sale_id).fetchone()
+        if row is None:
+            return None
+        product_id, user_id, cents, quantity, status = row
+        return rules.Known(Sale(product_id=product_id, user_id=user_id, value=from_cents(int(cents)), quantity=quantity), status)
+
+    def close_unknown(self, sale_id: int, sale: Sale, reason: str) -> bool:
+        if CLOSE_UNKNOWN.run(self.session, id=sale_id, p=sale.product_id, u=sale.user_id, v=to_cents(sale.value),
+                             q=sale.quantity, reason=reason).rowcount != 1:
+            return False
+        if self.session.connection().dialect.name == "postgresql":
+            # An explicit id leaves the id sequence behind: move it past, so no submit gets this id.
+            SKIP_ID.run(self.session, id=sale_id)
         return True
-    if EXISTS.run(session, id=event.sale_id).fetchone() is None:
-        raise LookupError(f"sale {event.sale_id} does not exist")
-    return False
 
 
-def on_validated_payment(event: Event, session: Session) -> Event | None:
-    if _close(session, event, SaleStatus.FINALIZED, None):
-        return event.follow(FINALIZED_SALE, PRODUCER)
-    return None
-
-
-def on_rollback_inventory(event: Event, session: Session) -> Event | None:
-    if _close(session, event, SaleStatus.CANCELED, event.reason):
-        return event.follow(CANCELED_SALE, PRODUCER, reason=event.reason)
-    return None
+def on_answer(event: Event, session: Session) -> Event | None:
+    """VALIDATED_PAYMENT and ROLLBACK_INVENTORY: rules.py decides."""
+    return rules.decide(SqlSales(session), event)
 
 
 def get(body: dict[str, Any], session: Session) -> tuple[dict[str, Any], list[Event]]:

@@ -1,0 +1,68 @@
+"""The sale service's decisions, written once against a `Ledger` of sales (SQL in handlers.py,
+memory in simulation.py).
+
+The sale service alone knows which sales exist: it opened them. A sale closes once (the
+conditional close), with the outcome of the first answer that matches it. An answer for a sale
+it never opened (the end of a forged CREATED_SALE or UPDATED_INVENTORY) closes that id as
+CANCELED "unknown sale", so the id is never handed out and the CANCELED_SALE makes inventory and
+payment undo whatever the forged events moved. An answer that contradicts the sale is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from participants.contract import (
+    CANCELED_SALE,
+    FINALIZED_SALE,
+    REASON_UNKNOWN_SALE,
+    ROLLBACK_INVENTORY,
+    VALIDATED_PAYMENT,
+    Event,
+    Refused,
+    Sale,
+)
+
+PRODUCER = "sale"
+PENDING, FINALIZED, CANCELED = "PENDING", "FINALIZED", "CANCELED"
+
+
+@dataclass(frozen=True)
+class Known:
+    sale: Sale
+    status: str
+
+
+class Sales(Protocol):
+    def close(self, sale_id: int, sale: Sale, status: str, reason: str | None) -> bool:
+        """PENDING -> status if the sale is PENDING and is `sale`, atomically; False otherwise."""
+
+    def known(self, sale_id: int) -> Known | None: ...
+
+    def close_unknown(self, sale_id: int, sale: Sale, reason: str) -> bool:
+        """Record a sale id never opened as CANCELED; False if the id exists (opened meanwhile)."""
+
+
+def decide(sales: Sales, event: Event) -> Event | None:
+    if event.type == VALIDATED_PAYMENT:
+        status, terminal, reason = FINALIZED, FINALIZED_SALE, None
+    elif event.type == ROLLBACK_INVENTORY:
+        status, terminal, reason = CANCELED, CANCELED_SALE, event.reason
+    else:
+        raise Refused(f"sale does not handle {event.type}")
+    if sales.close(event.sale_id, event.sale, status, reason):
+        return event.follow(terminal, PRODUCER, reason=reason)
+    known = sales.known(event.sale_id)
+    if known is None:
+        if sales.close_unknown(event.sale_id, event.sale, REASON_UNKNOWN_SALE):
+            return event.follow(CANCELED_SALE, PRODUCER, reason=REASON_UNKNOWN_SALE)
+        known = sales.known(event.sale_id)  # a submit took the id meanwhile
+    if known is None or known.sale != event.sale:
+        mine = _describe(known.sale) if known else "gone"
+        raise Refused(f"sale {event.sale_id} is {mine}, the event says {_describe(event.sale)}")
+    return None  # closed already: a later answer (or one after the deadline) changes nothing
+
+
+def _describe(sale: Sale) -> str:
+    return f"{sale.quantity} x product {sale.product_id} for user {sale.user_id} at {sale.value:.2f}"
