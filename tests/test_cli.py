@@ -37,7 +37,7 @@ def test_success_flow_end_state(system: Supervisor) -> None:
     assert outcome == {"sale_id": 1, "status": "FINALIZED", "reason": None}
     assert tables(system) == {
         "sale": {"sales": [{"id": 1, "product_id": 1, "user_id": 1, "value": "20.00", "quantity": 2,
-                            "status": "FINALIZED", "reason": None}]},
+                            "status": "FINALIZED", "reason": None, "deadline_at": None}]},
         "inventory": {"inventories": [{"id": 1, "product_id": 1, "quantity": 8}],
                       "reservations": [{"sale_id": 1, "product_id": 1, "quantity": 2, "state": "RESERVED"}]},
         "payment": {"users": [{"id": 1, "name": "userTest", "balance": "80.00"}],

@@ -46,7 +46,7 @@ from participants.runtime.database import (
 )
 from participants.runtime.eventlog import EventLog
 from participants.runtime.outbox import OutboxRelay, Retention
-from participants.runtime.participant import Participant, Simulation, as_events
+from participants.runtime.participant import Participant, RequestHandler, Simulation, as_events
 from participants.runtime.retry import failure_action
 from participants.runtime.rows import read_page
 from participants.runtime.settings import ConfigError, Settings
@@ -126,11 +126,15 @@ class ParticipantDaemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         relay_task = asyncio.create_task(self.relay.run(self.stopping))
+        periodic = self.participant.periodic
+        periodic_task = asyncio.create_task(self._periodic(*periodic)) if periodic and not settings.raw else None
         self.log.write("ready", pid=os.getpid(), subjects=self.participant.subjects, raw=settings.raw,
                        replicas=settings.replicas, batch=settings.batch_size)
         try:
             await self._consume(self.puller)
         finally:
+            if periodic_task is not None:
+                periodic_task.cancel()
             await self.puller.stop()
             try:
                 await asyncio.wait_for(relay_task, timeout=3)  # publishes and acks what is queued
@@ -264,6 +268,22 @@ class ParticipantDaemon:
         if messages:
             self.crash.reach(AFTER_COMMIT)
             self.relay.submit(messages)  # type: ignore[union-attr]
+
+    async def _periodic(self, every_s: float, handler: RequestHandler) -> None:
+        """The participant's periodic work, at once at start and then every `every_s` seconds."""
+        while not self.stopping.is_set():
+            try:
+                _, _, messages = run_request(self._connection(), handler, {})
+            except Exception as exc:  # its database failing: try again next time
+                self.log.write("periodic_failed", error=repr(exc))
+                self._reset_connection()
+                messages = []
+            if messages:
+                self.relay.submit(messages)  # type: ignore[union-attr]
+            try:
+                await asyncio.wait_for(self.stopping.wait(), every_s)
+            except asyncio.TimeoutError:
+                pass
 
     # -- consuming -----------------------------------------------------------------------
     async def _consume(self, puller: jetstream.PullConsumer) -> None:

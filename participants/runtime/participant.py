@@ -63,6 +63,9 @@ class Participant:
     replay_history: bool = True
     # Optional: makes a Simulation, so `sagactl bench --raw` can measure the messaging alone.
     simulate: Callable[[], Simulation] | None = None
+    # Optional: (seconds, handler) run every so often like a request with an empty body, its
+    # events committed and published the same way (the sale service expires deadlines with it).
+    periodic: tuple[float, RequestHandler] | None = None
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier() or self.name.lower() != self.name:

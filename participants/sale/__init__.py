@@ -2,7 +2,8 @@
 
 from participants.contract import ROLLBACK_INVENTORY, VALIDATED_PAYMENT
 from participants.runtime import Participant
-from participants.sale.handlers import get, on_answer, submit, submit_many
+from participants.sale import rules
+from participants.sale.handlers import expire, get, on_answer, submit, submit_many
 from participants.sale.models import SaleRow, SubmitKey
 from participants.sale.simulation import SaleSimulation
 
@@ -13,4 +14,5 @@ participant = Participant(
     requests={"submit": submit, "submit_many": submit_many, "get": get},
     private_tables=[SubmitKey],
     simulate=SaleSimulation,
+    periodic=(rules.EXPIRE_EVERY_S, expire),
 )

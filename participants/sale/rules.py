@@ -6,26 +6,40 @@ conditional close), with the outcome of the first answer that matches it. An ans
 it never opened (the end of a forged CREATED_SALE or UPDATED_INVENTORY) closes that id as
 CANCELED "unknown sale", so the id is never handed out and the CANCELED_SALE makes inventory and
 payment undo whatever the forged events moved. An answer that contradicts the sale is refused.
+
+A sale may have a deadline. The sale service alone decides it passed: a PENDING sale whose
+deadline is due is CANCELED "deadline exceeded" by the same conditional close, so whichever of
+the deadline and the saga's last answer closes the sale first wins, once, with replicas too; the
+CANCELED_SALE then makes inventory and payment undo what they did or refuse to do it late.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from participants.contract import (
     CANCELED_SALE,
     FINALIZED_SALE,
+    REASON_DEADLINE,
     REASON_UNKNOWN_SALE,
     ROLLBACK_INVENTORY,
     VALIDATED_PAYMENT,
+    ContractError,
     Event,
     Refused,
     Sale,
+    new_event,
 )
 
 PRODUCER = "sale"
 PENDING, FINALIZED, CANCELED = "PENDING", "FINALIZED", "CANCELED"
+# The default deadline of every sale, in seconds (`sagactl up --sale-deadline`); unset: none.
+DEADLINE_ENV = "SAGACTL_SALE_DEADLINE"
+MAX_DEADLINE_S = 7 * 24 * 3600
+EXPIRE_EVERY_S = 0.2  # how often the sale service looks for due deadlines
+EXPIRE_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -42,6 +56,9 @@ class Sales(Protocol):
 
     def close_unknown(self, sale_id: int, sale: Sale, reason: str) -> bool:
         """Record a sale id never opened as CANCELED; False if the id exists (opened meanwhile)."""
+
+    def due(self, now: float, limit: int) -> list[tuple[int, Sale]]:
+        """PENDING sales whose deadline is at or before `now`, oldest deadline first."""
 
 
 def decide(sales: Sales, event: Event) -> Event | None:
@@ -66,3 +83,22 @@ def decide(sales: Sales, event: Event) -> Event | None:
 
 def _describe(sale: Sale) -> str:
     return f"{sale.quantity} x product {sale.product_id} for user {sale.user_id} at {sale.value:.2f}"
+
+
+def expire(sales: Sales, now: float) -> list[Event]:
+    """Cancel the PENDING sales whose deadline passed; each CANCELED_SALE once, whoever else tries."""
+    return [new_event(CANCELED_SALE, sale_id, sale, PRODUCER, reason=REASON_DEADLINE)
+            for sale_id, sale in sales.due(now, EXPIRE_BATCH) if sales.close(sale_id, sale, CANCELED, REASON_DEADLINE)]
+
+
+def parse_deadline(raw: Any, what: str = "deadline") -> float | None:
+    """Seconds from now (a positive number up to a week), or None for no deadline."""
+    if raw is None or raw == "":
+        return None
+    try:
+        seconds = float(raw)
+    except (TypeError, ValueError):
+        raise ContractError(f"{what} must be a number of seconds, not {raw!r}") from None
+    if isinstance(raw, bool) or not math.isfinite(seconds) or not 0 < seconds <= MAX_DEADLINE_S:
+        raise ContractError(f"{what} must be more than 0 and at most {MAX_DEADLINE_S} seconds, not {raw!r}")
+    return seconds

@@ -33,6 +33,10 @@ class MemorySales:
         return True
 
 
+    def due(self, now: float, limit: int) -> list[tuple[int, Sale]]:
+        return []  # raw mode keeps no deadlines
+
+
 class SaleSimulation:
     def __init__(self) -> None:
         self.memory = MemorySales()
