@@ -108,14 +108,17 @@ class SagaClient:
         return answer
 
     # -- sales ---------------------------------------------------------------------------
-    async def submit(self, sale: Sale, request_id: str | None = None) -> int:
+    async def submit(self, sale: Sale, request_id: str | None = None, deadline: float | None = None) -> int:
         """Submit a sale through the sale service; return its id (the saga has started).
 
         Give a `request_id` to make retries safe: the same id submitted again returns the first
-        sale instead of starting another (the reply of the first may have been lost)."""
+        sale instead of starting another (the reply of the first may have been lost). A
+        `deadline` (seconds) cancels the sale if it is still PENDING then."""
         body = sale.model_dump(mode="json")
         if request_id is not None:
             body["request_id"] = request_id
+        if deadline is not None:
+            body["deadline"] = deadline
         answer = await self.request("sale", "submit", body)
         return self._submitted([int(answer["sale_id"])])[0]
 

@@ -120,8 +120,10 @@ def test_payments_must_match_their_sales() -> None:
     world.payments.append(PaymentRecord(7, 1, canceled, Decimal("1.00")))
     world.payments.append(PaymentRecord(8, 1, 99, Decimal("1.00")))
     found = {(v.subject, v.detail.split(" ")[0]) for v in world.audit() if v.check == "payment"}
-    assert found == {(f"sale {paid}", "payment"), (f"sale {canceled}", "CANCELED"), (f"sale {unpaid}", "FINALIZED")}
-    # sale 99 is newer than every sale read: a sale submitted after the read, not a violation
+    assert found == {(f"sale {paid}", "payment"), (f"sale {canceled}", "payment"), (f"sale {canceled}", "CANCELED"),
+                     (f"sale {unpaid}", "FINALIZED"), ("sale 99", "payment")}
+    # sale 99 is newer than every sale read: the snapshot reads such sales again after the
+    # payments (sagactl/snapshot.py), so a sale still missing then never existed.
 
 
 def test_a_canceled_sale_that_still_holds_stock() -> None:

@@ -21,7 +21,7 @@ from nats.js import JetStreamContext
 from sqlalchemy import Connection
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from participants.contract import STREAM, ContractError, Event, parse_event
+from participants.contract import STREAM, ContractError, Event, parse_event, replay_subject
 from participants.runtime import broker, jetstream
 from participants.runtime.control import ControlEndpoints
 from participants.runtime.crashpoints import AFTER_COMMIT, MID_BATCH, CrashPoints
@@ -30,7 +30,7 @@ from participants.runtime.eventlog import EventLog
 from participants.runtime.faults import with_faults
 from participants.runtime.outbox import OutboxRelay
 from participants.runtime.retention import Retention
-from participants.runtime.participant import Participant, Simulation, as_events
+from participants.runtime.participant import Participant, RequestHandler, Simulation, as_events
 from participants.runtime.settings import ConfigError, Settings
 from participants.runtime.settle import MAX_RETRY_DELAY_S, Settler, Verdict, failure_action
 from participants.runtime.transaction import (
@@ -40,6 +40,7 @@ from participants.runtime.transaction import (
     apply_batch,
     apply_event,
     outbox_messages,
+    run_request,
 )
 
 FETCH_TIMEOUT_S = 0.5
@@ -101,11 +102,15 @@ class ParticipantDaemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         relay_task = asyncio.create_task(self.relay.run(self.stopping))
+        periodic = self.participant.periodic
+        periodic_task = asyncio.create_task(self._periodic(*periodic)) if periodic and not settings.raw else None
         self.log.write("ready", pid=os.getpid(), subjects=self.participant.subjects, raw=settings.raw,
                        replicas=settings.replicas, batch=settings.batch_size)
         try:
             await self._consume(self.puller)
         finally:
+            if periodic_task is not None:
+                periodic_task.cancel()
             await self.puller.stop()
             try:
                 await asyncio.wait_for(relay_task, timeout=3)  # publishes and acks what is queued
@@ -156,6 +161,22 @@ class ParticipantDaemon:
         if what == "reconnected" and self.puller is not None:
             self.puller.forget_requests()
         self.log.write("nats", state=what)
+
+    async def _periodic(self, every_s: float, handler: RequestHandler) -> None:
+        """The participant's periodic work, at once at start and then every `every_s` seconds."""
+        while not self.stopping.is_set():
+            try:
+                _, _, messages = run_request(self._connection(), handler, {})
+            except Exception as exc:  # its database failing: try again next time
+                self.log.write("periodic_failed", error=repr(exc))
+                self._reset_connection()
+                messages = []
+            if messages:
+                self.relay.submit(messages)  # type: ignore[union-attr]
+            try:
+                await asyncio.wait_for(self.stopping.wait(), every_s)
+            except asyncio.TimeoutError:
+                pass
 
     # -- consuming -----------------------------------------------------------------------
     async def _consume(self, puller: jetstream.PullConsumer) -> None:
@@ -251,7 +272,7 @@ class ParticipantDaemon:
         event = parse_event(msg.data)
         if event.type not in self.participant.handlers:
             raise ContractError(f"{self.participant.name} does not handle {event.type}")
-        if msg.subject != event.subject:
+        if msg.subject != event.subject and msg.subject != replay_subject(self.participant.name):
             raise ContractError(f"{event.type} published on {msg.subject}, expected {event.subject}")
         return event
 

@@ -45,6 +45,7 @@ def up(
     with_: Annotated[list[str], typer.Option("--with", help="Also run your own participant, MODULE:OBJECT (repeatable); it joins a running system live.")] = [],
     cluster: Annotated[int | None, typer.Option("--cluster", help="Start an embedded JetStream cluster of this many nodes (2-5) instead of one server.")] = None,
     db_url: Annotated[list[str], typer.Option("--db-url", help="A participant's database, e.g. sale=postgresql+psycopg://user@host/sale (repeatable; env SAGACTL_DB_URL_<NAME>).")] = [],
+    sale_deadline: Annotated[float | None, typer.Option("--sale-deadline", envvar="SAGACTL_SALE_DEADLINE", help="Cancel every sale still PENDING this many seconds after its submit ('deadline exceeded'; default: none).", show_default=False)] = None,
     creds: CredsOption = None,
     tls_ca: TlsCaOption = None,
 ) -> None:
@@ -58,8 +59,12 @@ def up(
     """
     if cluster is not None and nats_url:
         raise UsageError("--cluster starts embedded servers; it cannot be combined with --nats-url")
+    if sale_deadline is not None and not 0 < sale_deadline <= 7 * 24 * 3600:
+        raise UsageError(f"--sale-deadline must be more than 0 and at most 604800 seconds, not {sale_deadline:g}")
     use_connection_files(creds, tls_ca)
     supervisor = Supervisor(state_dir(state))
+    if sale_deadline is not None:
+        supervisor.remember(sale_deadline=sale_deadline)
     if nats_url:  # a wrong URL, credential or CA fails here in one line, before anything starts
         check_reachable(nats_urls(supervisor, nats_url))
     extra = parse_with(with_)
@@ -133,6 +138,7 @@ def _status_report(supervisor: Supervisor, nats_url: str | None) -> dict[str, An
         report["nats_url"] = supervisor.describe_url(urls)
     except Unavailable:
         urls, report["nats_url"] = [], None
+    report["sale_deadline"] = supervisor.state.load_system().get("sale_deadline")
     report["participants"] = [
         {"name": p.name, "replica": p.replica, "pid": p.pid, "running": p.running, "log": str(p.log_file)}
         for p in supervisor.processes()

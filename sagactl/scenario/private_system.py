@@ -64,6 +64,8 @@ class ScenarioSystem:
 
     def start(self) -> list[str]:
         """NATS and every participant of the scenario, each with its replicas and faults."""
+        if self.scenario.setup.deadline_s:
+            self.supervisor.remember(sale_deadline=self.scenario.setup.deadline_s)
         return self.supervisor.up(
             None,
             participants=self.references,
@@ -90,6 +92,13 @@ class ScenarioSystem:
         for number in range(1, self.replicas(name) + 1):
             self.supervisor.stop_participant(name, number)
         self._launch(name, fault_env(self.settings(name), first_start=False))
+
+    def freeze(self, name: str, frozen: bool) -> list[int]:
+        """SIGSTOP (or SIGCONT) every running process of a participant; their pids."""
+        pids = [pid for n in range(1, self.replicas(name) + 1) if pid_alive(pid := read_pid(self.state.pid_file(name, n)))]
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP if frozen else signal.SIGCONT)
+        return pids
 
     def running(self, name: str) -> list[int]:
         """The replicas of `name` whose process is alive."""

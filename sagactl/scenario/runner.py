@@ -24,6 +24,8 @@ from sagactl.scenario.model import (
     ExpectStep,
     KillNatsLeaderStep,
     KillStep,
+    PauseStep,
+    ResumeStep,
     PublishStep,
     RestartStep,
     Scenario,
@@ -237,6 +239,10 @@ class _Play:
         if isinstance(step, KillStep):
             await asyncio.to_thread(self.system.kill, step.participant, step.replica)
             return _StepOutcome(True, "killed")
+        if isinstance(step, (PauseStep, ResumeStep)):
+            paused = isinstance(step, PauseStep)
+            pids = await asyncio.to_thread(self.system.freeze, step.participant, paused)
+            return _StepOutcome(True, f"{'paused' if paused else 'resumed'} pid {', '.join(map(str, pids))}")
         if isinstance(step, RestartStep):
             await asyncio.to_thread(self.system.restart, step.participant)
             return _StepOutcome(True, f"{step.participant} ready")
@@ -264,7 +270,7 @@ class _Play:
 
         async def one() -> int:
             async with gate:
-                return await self.client.submit(step.sale)
+                return await self.client.submit(step.sale, deadline=step.deadline_s)
 
         ids = list(await asyncio.gather(*(one() for _ in range(step.repeat))))
         self.submitted.extend(ids)

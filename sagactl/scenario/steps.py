@@ -11,7 +11,9 @@ from sagactl.scenario.model import (
     ExpectStep,
     KillNatsLeaderStep,
     KillStep,
+    PauseStep,
     PublishStep,
+    ResumeStep,
     RestartStep,
     SleepStep,
     StartNatsStep,
@@ -27,10 +29,12 @@ from sagactl.scenario.yamlnodes import Reader, kind, line_of
 
 # Each step is a mapping with one action key and that action's options (or a bare action name).
 STEP_OPTIONS: dict[str, tuple[str, ...]] = {
-    "submit": ("as", "repeat", "concurrency"),
+    "submit": ("as", "repeat", "concurrency", "deadline"),
     "wait": ("status", "timeout"),
     "wait_exit": ("timeout",),
     "kill": ("replica",),
+    "pause": (),
+    "resume": (),
     "restart": (),
     "start": (),
     "stop_nats": (),
@@ -89,6 +93,7 @@ class _StepReader:
         repeat = self.r.integer(options["repeat"], f"{where} repeat", minimum=1) if "repeat" in options else 1
         concurrency = self.r.integer(options["concurrency"], f"{where} concurrency", minimum=1) if "concurrency" in options else 1
         name = self.names.define_sale(options["as"], where, group="repeat" in options) if "as" in options else None
+        deadline = self.r.number(options["deadline"], f"{where} deadline", 0.001, 7 * 24 * 3600) if "deadline" in options else None
         if not fields or len(fields) != len(SALE_FIELDS):
             return None
         # Each field checked on its own, so every wrong one is reported (not only the first).
@@ -111,7 +116,7 @@ class _StepReader:
             self.r.problems.add(fields.get(field_name, (node, node))[1], where, str(exc))
             return None
         return SubmitStep(sale=sale, name=name, repeat=repeat or 1, concurrency=concurrency or 1,
-                          group="repeat" in options, line=line)
+                          group="repeat" in options, deadline_s=deadline, line=line)
 
     def _step_wait(self, node: Node, options: dict[str, Node], where: str, line: int) -> ScenarioStep | None:
         status = self.r.choice(options["status"], f"{where} status", TERMINAL_STATUSES) if "status" in options else None
@@ -136,6 +141,14 @@ class _StepReader:
         participant = self.names.use_participant(node, where)
         replica = self.r.integer(options["replica"], f"{where} replica", minimum=1) if "replica" in options else None
         return None if participant is None else KillStep(participant=participant, replica=replica, line=line)
+
+    def _step_pause(self, node: Node, options: dict[str, Node], where: str, line: int) -> ScenarioStep | None:
+        participant = self.names.use_participant(node, where)
+        return None if participant is None else PauseStep(participant=participant, line=line)
+
+    def _step_resume(self, node: Node, options: dict[str, Node], where: str, line: int) -> ScenarioStep | None:
+        participant = self.names.use_participant(node, where)
+        return None if participant is None else ResumeStep(participant=participant, line=line)
 
     def _step_restart(self, node: Node, options: dict[str, Node], where: str, line: int) -> ScenarioStep | None:
         participant = self.names.use_participant(node, where)

@@ -18,7 +18,6 @@ from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from participants.contract import (
-    FAILED_PAYMENT,
     ROLLBACK_INVENTORY,
     STREAM,
     STREAM_SUBJECTS,
@@ -64,8 +63,9 @@ class SaleHistory:
 
     @property
     def holds_stock(self) -> bool:
-        """Inventory debited stock for this sale and has not credited it back."""
-        return self.has(UPDATED_INVENTORY) and not (self.has(FAILED_PAYMENT) and self.has(ROLLBACK_INVENTORY))
+        """Inventory debited stock for this sale and has not credited it back (a ROLLBACK_INVENTORY
+        after an UPDATED_INVENTORY is the credit: for a refused payment or a canceled sale)."""
+        return self.has(UPDATED_INVENTORY) and not self.has(ROLLBACK_INVENTORY)
 
 
 async def last_seq(js: JetStreamContext, stream: str) -> tuple[int, int]:

@@ -123,8 +123,17 @@ class Supervisor:
         env.setdefault(db_url_env(name), self.state.db_url(name))
         if system.get("cluster"):
             env = {**to_env(stream_replicas=min(int(system["cluster"]["size"]), 3)), **env}  # a default only
+        if name == "sale" and system.get("sale_deadline"):  # `up --sale-deadline`, kept for restarts
+            env["SAGACTL_SALE_DEADLINE"] = str(system["sale_deadline"])
         env.update(extra)
         return env
+
+    def remember(self, **settings: object) -> None:
+        """Keep settings of `up` (such as sale_deadline) in the state dir for later starts."""
+        self.state.make()
+        system = self.state.load_system()
+        system.update(settings)
+        self.state.save_system(system)
 
     def start_participant(
         self, name: str, reference: str, replica: int, nats_urls: list[str], extra_env: dict[str, str] | None = None
