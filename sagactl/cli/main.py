@@ -8,6 +8,7 @@ from sagactl import __version__
 from sagactl.cli import (
     bench,
     check,
+    contract,
     deadletters,
     lifecycle,
     logs,
@@ -38,6 +39,7 @@ check.register(app)
 deadletters.register(app)
 scenario.register(app)
 participant.register(app)
+contract.register(app)
 
 
 def _version(value: bool) -> None:
