@@ -34,6 +34,7 @@ from participants.contract import (
     Event,
     control_subject,
     parse_event,
+    type_for_subject,
 )
 from participants.runtime import broker, jetstream, recovery
 from participants.runtime.crashpoints import AFTER_COMMIT, MID_BATCH, CrashPoints
@@ -44,6 +45,7 @@ from participants.runtime.database import (
     table_rows,
 )
 from participants.runtime.eventlog import EventLog
+from participants.runtime.metrics import MetricsSettings, RuntimeMetrics, count_inbox
 from participants.runtime.outbox import OutboxRelay, Retention
 from participants.runtime.participant import Participant, Simulation, as_events
 from participants.runtime.retry import failure_action
@@ -84,6 +86,7 @@ class ParticipantDaemon:
         self.settings = settings
         self.log = EventLog(participant.name, settings.replica)
         self.crash = CrashPoints(settings.crash_point)
+        self.metrics = RuntimeMetrics(participant.name, MetricsSettings.from_env())
         self.engine = make_engine(settings.db_url, settings.sqlite_synchronous, settings.sqlite_busy_timeout_s)
         self.simulation: Simulation | None = None
         if settings.raw:
@@ -118,6 +121,10 @@ class ParticipantDaemon:
         )
         self.relay = OutboxRelay(None if settings.raw else self.engine, self.nc, self.crash, self.log, retention)
         await self.relay.start(lambda rows: self._stored_already(rows, window))  # what a previous run never marked sent
+        self.metrics.outbox_backlog = lambda: self.relay.backlog  # type: ignore[union-attr]
+        self.metrics.serve()
+        if not settings.raw:
+            asyncio.create_task(self.metrics.sample_inbox(lambda: count_inbox(self._connection()), self.stopping))
         await self._subscribe_control()
         self.puller = jetstream.PullConsumer(self.nc, STREAM, durable, settings.batch_size, PULL_EXPIRES_S)
         await self.puller.start()
@@ -126,7 +133,7 @@ class ParticipantDaemon:
             loop.add_signal_handler(sig, self.stopping.set)
         relay_task = asyncio.create_task(self.relay.run(self.stopping))
         self.log.write("ready", pid=os.getpid(), subjects=self.participant.subjects, raw=settings.raw,
-                       replicas=settings.replicas, batch=settings.batch_size)
+                       replicas=settings.replicas, batch=settings.batch_size, metrics_url=self.metrics.url)
         try:
             await self._consume(self.puller)
         finally:
@@ -147,6 +154,7 @@ class ParticipantDaemon:
                 pass
             self._reset_connection()
             self.engine.dispose()
+            self.metrics.stop()
             self.log.write("stopped")
 
     async def _declare(self, durable: str) -> None:
@@ -200,7 +208,8 @@ class ParticipantDaemon:
             await self.nc.subscribe(control_subject(name, verb), queue=name, cb=self._on_request)
 
     async def _on_ping(self, msg: Msg) -> None:
-        body = {"participant": self.participant.name, "replica": self.settings.replica, "pid": os.getpid()}
+        body = {"participant": self.participant.name, "replica": self.settings.replica, "pid": os.getpid(),
+                "metrics_url": self.metrics.url}
         await msg.respond(orjson.dumps(body))
 
     async def _on_discover(self, msg: Msg) -> None:
@@ -214,6 +223,7 @@ class ParticipantDaemon:
             "requests": sorted(self.participant.requests),
             "tables": [t.__tablename__ for t in self.participant.tables],  # type: ignore[attr-defined]
             "event_types": dict(SUBJECTS),
+            "metrics_url": self.metrics.url,
         }
         await msg.respond(orjson.dumps(body))
 
@@ -253,7 +263,8 @@ class ParticipantDaemon:
                 reply, emitted = self.simulation.request(verb, body)
                 messages = outbox_messages(emitted)
             else:
-                reply, _, messages = run_request(self._connection(), self.participant.requests[verb], body)
+                reply, emitted, messages = run_request(self._connection(), self.participant.requests[verb], body)
+            self.metrics.requested(emitted)
         except (ContractError, orjson.JSONDecodeError) as exc:
             reply = {"error": str(exc)}
         except Exception as exc:
@@ -318,6 +329,7 @@ class ParticipantDaemon:
             self.log.write("batch", size=len(msgs), age_ms=round((time.time() - int(msgs[0].reply.split(".")[7]) / 1e9) * 1000, 2),
                            took_ms=round((time.perf_counter() - started) * 1000, 2), backlog=self.relay.backlog)
         self.log.flush()
+        self.metrics.batch(len(msgs), time.perf_counter() - started)
         if to_ack:
             self.crash.reach(AFTER_COMMIT)
             replies = [msg.reply for msg in to_ack]
@@ -380,6 +392,8 @@ class ParticipantDaemon:
         return Verdict("ack"), outcome.emitted
 
     def _log_outcome(self, msg: Msg, event: Event, outcome: Outcome, ms: float) -> None:
+        deliveries = jetstream.delivery_info(msg.reply)[1]
+        self.metrics.handled(event.type, outcome.applied is Applied.DONE, outcome.emitted, deliveries)
         self.log.write(
             "handled" if outcome.applied is Applied.DONE else "duplicate",
             flush=False,
@@ -388,7 +402,7 @@ class ParticipantDaemon:
             type=event.type,
             emitted=[e.type for e in outcome.emitted],
             reason=next((e.reason for e in outcome.emitted if e.reason), None),
-            deliveries=jetstream.delivery_info(msg.reply)[1],
+            deliveries=deliveries,
             ms=round(ms, 3),
         )
 
@@ -402,9 +416,10 @@ class ParticipantDaemon:
 
     async def _settle(self, msg: Msg, verdict: Verdict) -> None:
         assert self.nc is not None
+        _, deliveries = jetstream.delivery_info(msg.reply)
+        self.metrics.settled(type_for_subject(msg.subject) or "unknown", verdict.action, deliveries)
         try:
             if verdict.action == "retry":
-                _, deliveries = jetstream.delivery_info(msg.reply)
                 await self.nc.publish(msg.reply, jetstream.nak_body(retry_delay(deliveries)))
             else:
                 await self._dead_letter(msg, verdict.error)

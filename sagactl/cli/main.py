@@ -12,6 +12,7 @@ from sagactl.cli import (
     deadletters,
     lifecycle,
     logs,
+    metrics,
     participant,
     run,
     sales,
@@ -40,6 +41,7 @@ deadletters.register(app)
 scenario.register(app)
 participant.register(app)
 contract.register(app)
+metrics.register(app)
 
 
 def _version(value: bool) -> None:
