@@ -1,10 +1,11 @@
-"""The participant process: consume, apply in one transaction, publish, ack; answer control requests.
+"""The participant process: its lifecycle and the consume loop (apply in one transaction, publish, ack).
 
 Order of work for a pulled batch: all its events are applied in one transaction (one by one,
 each in its own, when the batch fails: a poison event cannot roll back its neighbours); the
 committed events go to the outbox relay, and the consumed messages are acked once the relay
 has them stored in the stream. An ack is only ever sent after the commit and the publish it
-confirms. While the relay waits for PubAcks the loop applies the next batch.
+confirms. While the relay waits for PubAcks the loop applies the next batch. The control
+endpoints live in control.py; what a failed event becomes (retry, dead letter) in settle.py.
 """
 
 from __future__ import annotations
@@ -12,45 +13,27 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import time
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 
-import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from sqlalchemy import Connection
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from participants.contract import (
-    DEAD_LETTER_SUBJECT_ROOT,
-    DISCOVER_SUBJECT,
-    STREAM,
-    SUBJECTS,
-    ContractError,
-    Event,
-    control_subject,
-    parse_event,
-    type_for_subject,
-)
+from participants.contract import STREAM, ContractError, Event, parse_event
 from participants.runtime import broker, jetstream, recovery
+from participants.runtime.control import ControlEndpoints
 from participants.runtime.crashpoints import AFTER_COMMIT, MID_BATCH, CrashPoints
-from participants.runtime.database import (
-    create_schema,
-    make_engine,
-    seed_once,
-    table_rows,
-)
+from participants.runtime.database import create_schema, make_engine, seed_once
 from participants.runtime.eventlog import EventLog
+from participants.runtime.faults import with_faults
 from participants.runtime.metrics import MetricsSettings, RuntimeMetrics, count_inbox
 from participants.runtime.outbox import OutboxRelay, Retention
 from participants.runtime.participant import Participant, Simulation, as_events
-from participants.runtime.retry import failure_action
-from participants.runtime.rows import read_page
 from participants.runtime.settings import ConfigError, Settings
+from participants.runtime.settle import MAX_RETRY_DELAY_S, Settler, Verdict, failure_action
 from participants.runtime.transaction import (
     Applied,
     Message,
@@ -58,31 +41,18 @@ from participants.runtime.transaction import (
     apply_batch,
     apply_event,
     outbox_messages,
-    run_request,
 )
 
 FETCH_TIMEOUT_S = 0.5
 PULL_EXPIRES_S = 5.0
 DECLARE_TIMEOUT_S = 15.0
-MAX_RETRY_DELAY_S = 5.0
 # Stop pulling while this many committed events wait for their PubAck (NATS slow or away).
 MAX_RELAY_BACKLOG = 8192
 
 
-@dataclass(frozen=True)
-class Verdict:
-    action: Literal["ack", "retry", "dead"]
-    error: str = ""
-
-
-def retry_delay(deliveries: int) -> float:
-    """Backoff for a failed event: 0.2 s, 0.4 s, 0.8 s ... capped at 5 s."""
-    return min(0.2 * 2 ** max(deliveries - 1, 0), MAX_RETRY_DELAY_S)
-
-
 class ParticipantDaemon:
     def __init__(self, participant: Participant, settings: Settings) -> None:
-        self.participant = participant
+        self.participant = with_faults(participant)  # injected faults, when the environment sets any
         self.settings = settings
         self.log = EventLog(participant.name, settings.replica)
         self.crash = CrashPoints(settings.crash_point)
@@ -98,6 +68,7 @@ class ParticipantDaemon:
         self.js: JetStreamContext | None = None
         self.relay: OutboxRelay | None = None
         self.puller: jetstream.PullConsumer | None = None
+        self.settler: Settler  # once connected
         # One connection kept open for the hot path: no pool checkout and reset per batch. All
         # database work runs on the event-loop thread, one transaction after the other.
         self.db: Connection | None = None
@@ -112,6 +83,7 @@ class ParticipantDaemon:
             self.settings.nats_urls, f"{self.participant.name}-{self.settings.replica}", on_event=self._on_connection
         )
         self.js = self.nc.jetstream()
+        self.settler = Settler(self.participant.name, self.nc, self.js, self.log)
         durable = self.participant.name
         await self._declare(durable)
         settings = self.settings
@@ -124,8 +96,8 @@ class ParticipantDaemon:
         self.metrics.outbox_backlog = lambda: self.relay.backlog  # type: ignore[union-attr]
         self.metrics.serve()
         if not settings.raw:
-            asyncio.create_task(self.metrics.sample_inbox(lambda: count_inbox(self._connection()), self.stopping))
-        await self._subscribe_control()
+            self.metrics.sample_inbox(lambda: count_inbox(self.connection()), self.stopping)
+        await ControlEndpoints(self).subscribe()
         self.puller = jetstream.PullConsumer(self.nc, STREAM, durable, settings.batch_size, PULL_EXPIRES_S)
         await self.puller.start()
         loop = asyncio.get_running_loop()
@@ -196,85 +168,6 @@ class ParticipantDaemon:
             self.puller.forget_requests()
         self.log.write("nats", state=what)
 
-    # -- control requests ---------------------------------------------------------------
-    async def _subscribe_control(self) -> None:
-        assert self.nc is not None
-        name = self.participant.name
-        await self.nc.subscribe(control_subject(name, "ping"), cb=self._on_ping)
-        await self.nc.subscribe(DISCOVER_SUBJECT, cb=self._on_discover)
-        await self.nc.subscribe(control_subject(name, "state"), queue=name, cb=self._on_state)
-        await self.nc.subscribe(control_subject(name, "rows"), queue=name, cb=self._on_rows)
-        for verb in self.participant.requests:
-            await self.nc.subscribe(control_subject(name, verb), queue=name, cb=self._on_request)
-
-    async def _on_ping(self, msg: Msg) -> None:
-        body = {"participant": self.participant.name, "replica": self.settings.replica, "pid": os.getpid(),
-                "metrics_url": self.metrics.url}
-        await msg.respond(orjson.dumps(body))
-
-    async def _on_discover(self, msg: Msg) -> None:
-        """Say who we are; the event types this process knows let a CLI show events it never imported."""
-        body = {
-            "participant": self.participant.name,
-            "replica": self.settings.replica,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "handles": sorted(self.participant.handlers),
-            "requests": sorted(self.participant.requests),
-            "tables": [t.__tablename__ for t in self.participant.tables],  # type: ignore[attr-defined]
-            "event_types": dict(SUBJECTS),
-            "metrics_url": self.metrics.url,
-        }
-        await msg.respond(orjson.dumps(body))
-
-    async def _on_state(self, msg: Msg) -> None:
-        from sqlmodel import Session
-
-        if self.simulation is not None:
-            await msg.respond(orjson.dumps({"participant": self.participant.name, "tables": {}, "raw": True}))
-            return
-        try:
-            with Session(self.engine) as session:
-                tables = {t.__tablename__: table_rows(session, t) for t in self.participant.tables}  # type: ignore[attr-defined]
-                session.rollback()
-            reply = {"participant": self.participant.name, "tables": tables}
-        except Exception as exc:  # a locked or failing database: say so instead of leaving the caller to time out
-            reply = {"error": f"{self.participant.name} could not read its tables: {type(exc).__name__}: {exc}"}
-        await msg.respond(orjson.dumps(reply))
-
-    async def _on_rows(self, msg: Msg) -> None:
-        try:
-            body = orjson.loads(msg.data)
-            reply = read_page(self.engine, self.participant.tables, body if isinstance(body, dict) else {}, self.nc.max_payload // 2)  # type: ignore[union-attr]
-        except (ContractError, orjson.JSONDecodeError) as exc:
-            reply = orjson.dumps({"error": str(exc)})
-        except Exception as exc:
-            reply = orjson.dumps({"error": f"{self.participant.name} could not read rows: {type(exc).__name__}: {exc}"})
-        await msg.respond(reply)
-
-    async def _on_request(self, msg: Msg) -> None:
-        verb = msg.subject.rsplit(".", 1)[1]
-        messages: list[Message] = []
-        try:
-            body = orjson.loads(msg.data)
-            if not isinstance(body, dict):
-                raise ContractError("request body is not a JSON object")
-            if self.simulation is not None:
-                reply, emitted = self.simulation.request(verb, body)
-                messages = outbox_messages(emitted)
-            else:
-                reply, emitted, messages = run_request(self._connection(), self.participant.requests[verb], body)
-            self.metrics.requested(emitted)
-        except (ContractError, orjson.JSONDecodeError) as exc:
-            reply = {"error": str(exc)}
-        except Exception as exc:
-            self.log.write("request_failed", request=verb, error=repr(exc))
-            reply = {"error": f"{self.participant.name} could not handle {verb}: {exc}"}
-        await msg.respond(orjson.dumps(reply))
-        if messages:
-            self.crash.reach(AFTER_COMMIT)
-            self.relay.submit(messages)  # type: ignore[union-attr]
-
     # -- consuming -----------------------------------------------------------------------
     async def _consume(self, puller: jetstream.PullConsumer) -> None:
         assert self.relay is not None
@@ -333,9 +226,10 @@ class ParticipantDaemon:
         if to_ack:
             self.crash.reach(AFTER_COMMIT)
             replies = [msg.reply for msg in to_ack]
-            self.relay.submit(messages, then=lambda: self._ack(replies))  # type: ignore[union-attr]
+            self.relay.submit(messages, then=lambda: self.settler.ack(replies))  # type: ignore[union-attr]
         for msg, verdict in settled:
-            await self._settle(msg, verdict)
+            self.metrics.settled(msg.subject, verdict.action, jetstream.delivery_info(msg.reply)[1])
+            await self.settler.settle(msg, verdict)
 
     def _apply_batch(self, events: list[Event]) -> tuple[list[Outcome], list[Message]] | None:
         """All events in one transaction (or, raw, in memory); None when the batch failed as a whole."""
@@ -344,14 +238,14 @@ class ParticipantDaemon:
             return outcomes, [m for o in outcomes for m in outbox_messages(o.emitted)]
         assert self.relay is not None
         sent = self.relay.take_sent()
-        result = apply_batch(self._connection(), self.participant, events, lambda: self.crash.reach(MID_BATCH), sent)
+        result = apply_batch(self.connection(), self.participant, events, lambda: self.crash.reach(MID_BATCH), sent)
         if result is None:
             self.relay.give_back(sent)
             self._reset_connection()
             return None
         return result.outcomes, result.messages
 
-    def _connection(self) -> Connection:
+    def connection(self) -> Connection:
         if self.db is None or self.db.closed or self.db.invalidated:
             self.db = self.engine.connect()
         return self.db
@@ -405,42 +299,6 @@ class ParticipantDaemon:
             deliveries=deliveries,
             ms=round(ms, 3),
         )
-
-    async def _ack(self, replies: list[str]) -> None:
-        assert self.nc is not None
-        try:
-            for reply in replies:
-                await self.nc.publish(reply, jetstream.ACK)
-        except Exception as exc:  # a lost ack means a redelivery, which the inbox absorbs
-            self.log.write("settle_failed", action="ack", error=broker.describe(exc))
-
-    async def _settle(self, msg: Msg, verdict: Verdict) -> None:
-        assert self.nc is not None
-        _, deliveries = jetstream.delivery_info(msg.reply)
-        self.metrics.settled(type_for_subject(msg.subject) or "unknown", verdict.action, deliveries)
-        try:
-            if verdict.action == "retry":
-                await self.nc.publish(msg.reply, jetstream.nak_body(retry_delay(deliveries)))
-            else:
-                await self._dead_letter(msg, verdict.error)
-                await self.nc.publish(msg.reply, jetstream.TERM)
-        except Exception as exc:  # a lost nak or term means a redelivery after ack_wait
-            self.log.write("settle_failed", action=verdict.action, error=broker.describe(exc))
-
-    async def _dead_letter(self, msg: Msg, error: str) -> None:
-        """Park an event that cannot be applied, with why, so it blocks nothing and is not lost."""
-        assert self.js is not None
-        meta = msg.metadata
-        headers = {
-            "Sagactl-Error": error[:1000],
-            "Sagactl-Subject": msg.subject,
-            "Sagactl-Participant": self.participant.name,
-            "Sagactl-Stream-Seq": str(meta.sequence.stream),
-            "Sagactl-Deliveries": str(meta.num_delivered),
-            "Nats-Msg-Id": f"dlq-{self.participant.name}-{meta.sequence.stream}",
-        }
-        await self.js.publish(f"{DEAD_LETTER_SUBJECT_ROOT}.{self.participant.name}", msg.data, headers=headers)
-        self.log.write("dead_letter", stream_seq=meta.sequence.stream, error=error)
 
 
 def run(participant: Participant, settings: Settings | None = None) -> None:

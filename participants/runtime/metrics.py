@@ -32,7 +32,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from participants.contract import TERMINAL_TYPES
+from participants.contract import TERMINAL_TYPES, type_for_subject
 from participants.runtime.settings import ConfigError
 
 if TYPE_CHECKING:
@@ -99,6 +99,7 @@ class RuntimeMetrics(Collector):
         self._dead_letters = 0
         self._submitted: dict[int, float] = {}
         self._server = None
+        self._sampler: asyncio.Task[None] | None = None
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(self)
         self.registry.register(USER_REGISTRY)
@@ -124,8 +125,9 @@ class RuntimeMetrics(Collector):
             if event.type in TERMINAL_TYPES:
                 self._ended(event)
 
-    def settled(self, event_type: str, action: str, deliveries: int) -> None:
-        """An event not acked: naked to retry later, or dead-lettered."""
+    def settled(self, subject: str, action: str, deliveries: int) -> None:
+        """An event not acked: naked to retry later, or dead-lettered (its body may be unreadable)."""
+        event_type = type_for_subject(subject) or "unknown"
         self._handled[(event_type, "retried" if action == "retry" else "dead_lettered")] += 1
         if deliveries > 1:
             self._redeliveries += 1
@@ -147,8 +149,11 @@ class RuntimeMetrics(Collector):
         if started is not None:  # known only to the replica that took the submit, since it started
             self._saga_seconds.observe(time.monotonic() - started)
 
-    async def sample_inbox(self, count: Callable[[], int], stopping: asyncio.Event) -> None:
+    def sample_inbox(self, count: Callable[[], int], stopping: asyncio.Event) -> None:
         """Count the inbox every few seconds on the event loop (between batches, never beside one)."""
+        self._sampler = asyncio.get_running_loop().create_task(self._sample_inbox(count, stopping))
+
+    async def _sample_inbox(self, count: Callable[[], int], stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             try:
                 self.inbox_rows = count()
