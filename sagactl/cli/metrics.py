@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sagactl.cli.common import JsonOption, NatsUrlOption, StateDirOption, err, handle_errors, out, print_json, run_async, state_dir
 from sagactl.errors import ExitCode
-from sagactl.system.metrics import Merged, file_sd_targets
 from sagactl.system.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from sagactl.system.metrics import Merged
 
 OUTCOMES = ("applied", "duplicate", "retried", "dead_lettered")
 
@@ -35,6 +37,8 @@ def metrics(
     urls = supervisor.nats_urls(nats_url)
     merged = run_async(_collect(urls, supervisor.expected_participants(), scrape=not targets))
     if targets:
+        from sagactl.system.metrics import file_sd_targets
+
         print_json(file_sd_targets(merged.sources))
     elif json:
         print_json(merged.to_json())
@@ -44,7 +48,7 @@ def metrics(
         raise typer.Exit(int(ExitCode.FAILED))
 
 
-async def _collect(urls: list[str], expected: list[str], scrape: bool = True) -> Merged:
+async def _collect(urls: list[str], expected: list[str], scrape: bool = True) -> "Merged":
     from sagactl.client import SagaClient
     from sagactl.system.metrics import merge, scrape_all
 
@@ -56,7 +60,7 @@ async def _collect(urls: list[str], expected: list[str], scrape: bool = True) ->
     return await scrape_all(answers) if scrape else merge(answers, {a["metrics_url"]: "" for a in answers if a.get("metrics_url")})
 
 
-def _print(merged: Merged) -> None:
+def _print(merged: "Merged") -> None:
     from rich.table import Table
 
     if not merged.sources:
