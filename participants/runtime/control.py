@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from typing import TYPE_CHECKING
 
 import orjson
@@ -94,6 +95,7 @@ class ControlEndpoints:
     async def on_request(self, msg: Msg) -> None:
         daemon = self.daemon
         verb = msg.subject.rsplit(".", 1)[1]
+        started = time.perf_counter()
         messages: list[Message] = []
         try:
             body = orjson.loads(msg.data)
@@ -105,6 +107,8 @@ class ControlEndpoints:
             else:
                 reply, emitted, messages = run_request(daemon.connection(), daemon.participant.requests[verb], body)
             daemon.metrics.requested(emitted)
+            if daemon.tracing.enabled and emitted:
+                daemon.tracing.requested(msg.headers, verb, emitted, time.perf_counter() - started)
         except (ContractError, orjson.JSONDecodeError) as exc:
             reply = {"error": str(exc)}
         except Exception as exc:

@@ -34,6 +34,7 @@ from participants.runtime.outbox import OutboxRelay, Retention
 from participants.runtime.participant import Participant, Simulation, as_events
 from participants.runtime.settings import ConfigError, Settings
 from participants.runtime.settle import MAX_RETRY_DELAY_S, Settler, Verdict, failure_action
+from participants.runtime.tracing import Tracing
 from participants.runtime.transaction import (
     Applied,
     Message,
@@ -57,6 +58,7 @@ class ParticipantDaemon:
         self.log = EventLog(participant.name, settings.replica)
         self.crash = CrashPoints(settings.crash_point)
         self.metrics = RuntimeMetrics(participant.name, MetricsSettings.from_env())
+        self.tracing = Tracing(participant.name, settings.replica)  # off unless OTEL_* variables ask
         self.engine = make_engine(settings.db_url, settings.sqlite_synchronous, settings.sqlite_busy_timeout_s)
         self.simulation: Simulation | None = None
         if settings.raw:
@@ -127,6 +129,7 @@ class ParticipantDaemon:
             self._reset_connection()
             self.engine.dispose()
             self.metrics.stop()
+            self.tracing.shutdown()
             self.log.write("stopped")
 
     async def _declare(self, durable: str) -> None:
@@ -229,6 +232,8 @@ class ParticipantDaemon:
             self.relay.submit(messages, then=lambda: self.settler.ack(replies))  # type: ignore[union-attr]
         for msg, verdict in settled:
             self.metrics.settled(msg.subject, verdict.action, jetstream.delivery_info(msg.reply)[1])
+            if self.tracing.enabled:
+                self.tracing.settled(msg.headers, msg.data, verdict.action, jetstream.delivery_info(msg.reply)[1])
             await self.settler.settle(msg, verdict)
 
     def _apply_batch(self, events: list[Event]) -> tuple[list[Outcome], list[Message]] | None:
@@ -288,6 +293,9 @@ class ParticipantDaemon:
     def _log_outcome(self, msg: Msg, event: Event, outcome: Outcome, ms: float) -> None:
         deliveries = jetstream.delivery_info(msg.reply)[1]
         self.metrics.handled(event.type, outcome.applied is Applied.DONE, outcome.emitted, deliveries)
+        if self.tracing.enabled:
+            self.tracing.handled(msg.headers, event, "applied" if outcome.applied is Applied.DONE else "duplicate",
+                                 outcome.emitted, deliveries, ms / 1000)
         self.log.write(
             "handled" if outcome.applied is Applied.DONE else "duplicate",
             flush=False,
