@@ -18,6 +18,7 @@ from sagactl.cli import (
     sales,
     scenario,
     tail,
+    top,
     trace,
 )
 
@@ -42,6 +43,7 @@ scenario.register(app)
 participant.register(app)
 contract.register(app)
 metrics.register(app)
+top.register(app)
 
 
 def _version(value: bool) -> None:
