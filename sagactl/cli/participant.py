@@ -108,5 +108,12 @@ def _print(found: list[dict[str, Any]]) -> None:
         table.add_column(column)
     for p in found:
         table.add_row(p["participant"], str(p["replica"]), str(p["host"]), str(p["pid"]),
-                      ", ".join(p["handles"] or []), ", ".join(p["tables"] or []), p["metrics_url"] or "off")
+                      ", ".join(p["handles"] or []), ", ".join(p["tables"] or []), _address(p["metrics_url"]))
     out.print(table)
+
+
+def _address(metrics_url: str | None) -> str:
+    """host:port of a /metrics URL (the path is always /metrics; --json has the whole URL)."""
+    if not metrics_url:
+        return "off"
+    return metrics_url.removeprefix("http://").removesuffix("/metrics")
