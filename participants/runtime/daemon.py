@@ -28,11 +28,13 @@ from participants.runtime.crashpoints import AFTER_COMMIT, MID_BATCH, CrashPoint
 from participants.runtime.database import OutdatedSchema, create_schema, make_engine, seed_once
 from participants.runtime.eventlog import EventLog
 from participants.runtime.faults import with_faults
+from participants.runtime.metrics import MetricsSettings, RuntimeMetrics, count_inbox
 from participants.runtime.outbox import OutboxRelay
-from participants.runtime.retention import Retention
 from participants.runtime.participant import Participant, RequestHandler, Simulation, as_events
+from participants.runtime.retention import Retention
 from participants.runtime.settings import ConfigError, Settings
 from participants.runtime.settle import MAX_RETRY_DELAY_S, Settler, Verdict, failure_action
+from participants.runtime.tracing import Tracing
 from participants.runtime.transaction import (
     Applied,
     Message,
@@ -56,6 +58,8 @@ class ParticipantDaemon:
         self.settings = settings
         self.log = EventLog(participant.name, settings.replica)
         self.crash = CrashPoints(settings.crash_point)
+        self.metrics = RuntimeMetrics(participant.name, MetricsSettings.from_env())
+        self.tracing = Tracing(participant.name, settings.replica)  # off unless OTEL_* variables ask
         self.engine = make_engine(settings.db_url, settings.sqlite_synchronous, settings.sqlite_busy_timeout_s)
         self.simulation: Simulation | None = None
         if settings.raw:
@@ -95,6 +99,10 @@ class ParticipantDaemon:
         self.relay = OutboxRelay(None if settings.raw else self.engine, self.nc, self.crash, self.log, retention,
                                  consumer=durable, duplicate_window_s=window, slot=str(settings.replica))
         await self.relay.start()  # what a previous process in this slot never marked sent
+        self.metrics.outbox_backlog = lambda: self.relay.backlog  # type: ignore[union-attr]
+        self.metrics.serve()
+        if not settings.raw:
+            self.metrics.sample_inbox(lambda: count_inbox(self.connection()), self.stopping)
         await ControlEndpoints(self).subscribe()
         self.puller = jetstream.PullConsumer(self.nc, STREAM, durable, settings.batch_size, PULL_EXPIRES_S)
         await self.puller.start()
@@ -105,7 +113,7 @@ class ParticipantDaemon:
         periodic = self.participant.periodic
         periodic_task = asyncio.create_task(self._periodic(*periodic)) if periodic and not settings.raw else None
         self.log.write("ready", pid=os.getpid(), subjects=self.participant.subjects, raw=settings.raw,
-                       replicas=settings.replicas, batch=settings.batch_size)
+                       replicas=settings.replicas, batch=settings.batch_size, metrics_url=self.metrics.url)
         try:
             await self._consume(self.puller)
         finally:
@@ -128,6 +136,8 @@ class ParticipantDaemon:
                 pass
             self._reset_connection()
             self.engine.dispose()
+            self.metrics.stop()
+            self.tracing.shutdown()
             self.log.write("stopped")
 
     async def _declare(self, durable: str) -> None:
@@ -232,11 +242,15 @@ class ParticipantDaemon:
             self.log.write("batch", size=len(msgs), age_ms=round((time.time() - int(msgs[0].reply.split(".")[7]) / 1e9) * 1000, 2),
                            took_ms=round((time.perf_counter() - started) * 1000, 2), backlog=self.relay.backlog)
         self.log.flush()
+        self.metrics.batch(len(msgs), time.perf_counter() - started)
         if to_ack:
             self.crash.reach(AFTER_COMMIT)
             replies = [msg.reply for msg in to_ack]
             self.relay.submit(messages, then=lambda: self.settler.ack(replies))  # type: ignore[union-attr]
         for msg, verdict in settled:
+            self.metrics.settled(msg.subject, verdict.action, jetstream.delivery_info(msg.reply)[1])
+            if self.tracing.enabled:
+                self.tracing.settled(msg.headers, msg.data, verdict.action, jetstream.delivery_info(msg.reply)[1])
             await self.settler.settle(msg, verdict)
 
     def _apply_batch(self, events: list[tuple[Msg, Event]]) -> tuple[list[Outcome], list[Message]] | None:
@@ -295,6 +309,11 @@ class ParticipantDaemon:
         return Verdict("ack"), outcome.emitted
 
     def _log_outcome(self, msg: Msg, event: Event, outcome: Outcome, ms: float) -> None:
+        deliveries = jetstream.delivery_info(msg.reply)[1]
+        self.metrics.handled(event.type, outcome.applied is Applied.DONE, outcome.emitted, deliveries)
+        if self.tracing.enabled:
+            self.tracing.handled(msg.headers, event, "applied" if outcome.applied is Applied.DONE else "duplicate",
+                                 outcome.emitted, deliveries, ms / 1000)
         self.log.write(
             "handled" if outcome.applied is Applied.DONE else "duplicate",
             flush=False,
@@ -303,7 +322,7 @@ class ParticipantDaemon:
             type=event.type,
             emitted=[e.type for e in outcome.emitted],
             reason=next((e.reason for e in outcome.emitted if e.reason), None),
-            deliveries=jetstream.delivery_info(msg.reply)[1],
+            deliveries=deliveries,
             ms=round(ms, 3),
         )
 

@@ -29,6 +29,8 @@ import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from participants.runtime.tracing import TRACEPARENTS
+
 NATS_PY_VERSION = "2.16.0"  # the version whose behaviour this module was written and tested against
 STATUS = "Status"
 DESCRIPTION = "Description"
@@ -237,7 +239,12 @@ class PubAcks:
             reply = f"{self._prefix}.{self._counter}"
             replies.append(reply)
             self._waiting[reply] = (pending, index)
-            await self._nc.publish(subject, payload, reply=reply, headers={"Nats-Msg-Id": msg_id})
+            headers = {"Nats-Msg-Id": msg_id}
+            if TRACEPARENTS:  # tracing on: the span that emitted the event is its parent
+                traceparent = TRACEPARENTS.pop(msg_id, None)
+                if traceparent is not None:
+                    headers["traceparent"] = traceparent
+            await self._nc.publish(subject, payload, reply=reply, headers=headers)
         try:
             await asyncio.wait_for(asyncio.shield(pending.done), timeout)
         except asyncio.TimeoutError:

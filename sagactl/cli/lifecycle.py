@@ -148,10 +148,13 @@ def _status_report(supervisor: Supervisor, nats_url: str | None) -> dict[str, An
     report["nats_reachable"] = False
     if urls:
         try:
-            report.update(run_async(_stream_report(urls)))
+            report.update(run_async(_stream_report(urls, supervisor.expected_participants())))
             report["nats_reachable"] = True
         except Unavailable as exc:
             report["nats_error"] = str(exc)
+    metrics_urls = report.pop("metrics_urls", {})  # from the discovery replies: None when metrics are off
+    for p in report["participants"]:
+        p["metrics_url"] = metrics_urls.get((p["name"], p["replica"]))
     healthy = report["nats_reachable"] and bool(report["participants"]) and all(p["running"] for p in report["participants"])
     report["healthy"] = healthy
     return report
@@ -169,16 +172,19 @@ def _servers_and_databases(supervisor: Supervisor) -> dict[str, Any]:
             "databases": {name: redact_db_url(url) for name, url in databases.items()}}
 
 
-async def _stream_report(urls: list[str]) -> dict[str, Any]:
+async def _stream_report(urls: list[str], expected: list[str]) -> dict[str, Any]:
     from nats.js.errors import NotFoundError
 
     from participants.contract import DEAD_LETTER_STREAM, STREAM
     from sagactl.system.connection import connect
 
+    from sagactl.system.metrics import metrics_urls
+
     nc = await connect(urls, "sagactl-status")
     try:
         js = nc.jetstream()
-        result: dict[str, Any] = {"stream": None, "consumers": [], "dead_letters": None}
+        result: dict[str, Any] = {"stream": None, "consumers": [], "dead_letters": None,
+                                  "metrics_urls": await metrics_urls(nc, expected)}
         try:
             info = await js.stream_info(STREAM)
         except NotFoundError:
