@@ -21,7 +21,7 @@ from participants.contract import (
     parse_sale,
 )
 from participants.inventory import participant as inventory
-from participants.inventory.handlers import on_created_sale
+from participants.inventory.handlers import on_event as on_created_sale
 from participants.inventory.models import Inventory
 from participants.payment import participant as payment
 from participants.payment.models import User

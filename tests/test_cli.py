@@ -34,10 +34,11 @@ def test_success_flow_end_state(system: Supervisor) -> None:
     assert outcome == {"sale_id": 1, "status": "FINALIZED", "reason": None}
     assert tables(system) == {
         "sale": {"sales": [{"id": 1, "product_id": 1, "user_id": 1, "value": "20.00", "quantity": 2,
-                            "status": "FINALIZED", "reason": None}]},
-        "inventory": {"inventories": [{"id": 1, "product_id": 1, "quantity": 8}]},
+                            "status": "FINALIZED", "reason": None, "deadline_at": None}]},
+        "inventory": {"inventories": [{"id": 1, "product_id": 1, "quantity": 8}],
+                      "reservations": [{"sale_id": 1, "product_id": 1, "quantity": 2, "state": "RESERVED"}]},
         "payment": {"users": [{"id": 1, "name": "userTest", "balance": "80.00"}],
-                    "payments": [{"id": 1, "user_id": 1, "sale_id": 1, "value": "20.00"}]},
+                    "payments": [{"id": 1, "user_id": 1, "sale_id": 1, "value": "20.00", "state": "CHARGED"}]},
     }
 
 
@@ -60,7 +61,8 @@ def test_failed_sales_change_nothing(module_system: Supervisor, product: int, us
     [sale] = [s for s in state["sale"]["sales"] if s["id"] == outcome["sale_id"]]
     assert (sale["status"], sale["reason"]) == ("CANCELED", reason)
     assert state["inventory"]["inventories"] == [{"id": 1, "product_id": 1, "quantity": 10}]
-    assert state["payment"] == {"users": [{"id": 1, "name": "userTest", "balance": "100.00"}], "payments": []}
+    assert state["payment"]["users"] == [{"id": 1, "name": "userTest", "balance": "100.00"}]
+    assert [p for p in state["payment"]["payments"] if p["state"] == "CHARGED"] == []
 
 
 @pytest.mark.parametrize(
@@ -93,7 +95,7 @@ def test_status_json_and_down_stops_everything(system: Supervisor) -> None:
     assert sagactl(system, "down").exit_code == 0
     assert not any(pid_alive(pid) for pid in pids)
     stopped = sagactl(system, "status", "--json")
-    assert stopped.exit_code == 1
+    assert stopped.exit_code == 3  # nothing answers: unreachable
 
 
 def test_status_and_state_tables_for_people(module_system: Supervisor) -> None:

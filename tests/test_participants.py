@@ -56,7 +56,8 @@ def test_payment_charges_or_refuses(saga_harness: SagaHarness) -> None:
     assert saga_harness.wait_for(FAILED_PAYMENT, sale_id=3)[0].reason == "unknown user"
     tables = payment.tables()
     assert tables["users"] == [{"id": 1, "name": "userTest", "balance": "70.00"}]
-    assert tables["payments"] == [{"id": 1, "user_id": 1, "sale_id": 1, "value": "30.00"}]
+    assert [(p["sale_id"], p["value"], p["state"]) for p in tables["payments"]] == [
+        (1, "30.00", "CHARGED"), (2, "70.01", "REFUSED"), (3, "20.00", "REFUSED")]
 
 
 def test_sale_opens_and_closes_sales(saga_harness: SagaHarness) -> None:
@@ -139,10 +140,10 @@ def test_crash_after_publish_leaves_one_copy_on_the_stream(saga_harness: SagaHar
 
 def test_a_handler_that_keeps_failing_is_dead_lettered(saga_harness: SagaHarness) -> None:
     inventory = saga_harness.start("inventory", env={"SAGACTL_MAX_DELIVER": "2"})
-    # Stock credited back for a product that does not exist: the handler raises every time.
+    # Stock to credit back for a sale inventory never reserved: refused, at its first delivery.
     saga_harness.publish(saga_harness.event(FAILED_PAYMENT, 1, product_id=42))
     [letter] = saga_harness.wait_for_dead_letter()
-    assert letter.participant == "inventory" and "product 42" in letter.error
+    assert letter.participant == "inventory" and "never saw CREATED_SALE for sale 1" in letter.error
     inventory.wait_logged("dead_letter")
     saga_harness.publish(saga_harness.event(CREATED_SALE, 2))  # the consumer was not blocked
     saga_harness.wait_for(UPDATED_INVENTORY, sale_id=2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from observing import Background, submit, watch_a_sale
 from polling import wait_for
 
 from participants.runtime import broker
-from sagactl.streams.reader import Delivery
+from participants.runtime.jetstream import parse_ack_subject
 from sagactl.system.supervisor import Supervisor
 
 pytestmark = pytest.mark.sqlite_only  # CLI and views: what they show does not depend on the database
@@ -156,8 +157,8 @@ def test_follow_shows_only_new_events_by_default(system: Supervisor) -> None:
      "$JS.ACK.hub.ACCOUNTHASH.SAGA.sagactl-tail-1.1.42.7.1795669984284829649.3.RANDOM"],
 )
 def test_delivery_read_from_both_reply_subject_forms(reply: str) -> None:
-    delivery = Delivery.parse(reply)
+    delivery = parse_ack_subject(reply)
     assert delivery is not None
     assert (delivery.stream_seq, delivery.consumer_seq, delivery.pending) == (42, 7, 3)
-    assert delivery.time.isoformat().startswith("2026-11-26T") and delivery.time.tzinfo is not None
-    assert Delivery.parse("_INBOX.abc") is None
+    assert datetime.fromtimestamp(delivery.timestamp_ns / 1e9, timezone.utc).isoformat().startswith("2026-11-26T")
+    assert parse_ack_subject("_INBOX.abc") is None
