@@ -159,7 +159,7 @@ def run_server(folder: Path, settings: str) -> Iterator[SecuredServer]:
             assert process.poll() is None, f"nats-server exited at start: {log.read_text() if log.exists() else ''}"
             return port_open(port)
 
-        wait_for(listening, "nats-server to open its port", 10, every=0.02)
+        wait_for(listening, "nats-server to open its port", timeout=10, every=0.02)
         yield SecuredServer(port, folder)
     finally:
         stop_pid(process.pid)

@@ -17,7 +17,7 @@ def _timed_out(what: str, timeout: float, last_error: BaseException | None) -> A
     return AssertionError(f"timed out after {timeout:g}s waiting for {what}" + (f" (last error: {last_error!r})" if last_error else ""))
 
 
-def wait_for(condition: Callable[[], Any], what: str = "condition", timeout: float = DEADLINE_S, every: float = 0.05,
+def wait_for(condition: Callable[[], Any], what: str = "condition", *, timeout: float = DEADLINE_S, every: float = 0.05,
              retry_on: tuple[type[BaseException], ...] = ()) -> Any:
     """Call `condition` until it returns something truthy; errors of the `retry_on` types (a
     system still restarting, say) count as "not yet"; any other error fails at once."""

@@ -134,7 +134,7 @@ def wait_for_a_lock_wait(engine, timeout: float = 20.0) -> None:  # type: ignore
             probe.rollback()
             return int(count or 0)
 
-        wait_for(waiting, "replica B to wait for replica A's lock", timeout, every=0.02)
+        wait_for(waiting, "replica B to wait for replica A's lock", timeout=timeout, every=0.02)
 
 
 def test_an_unreachable_database_fails_up_clearly_without_its_password(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -17,8 +17,8 @@ from typing import Any, Iterator
 
 import jsonschema
 import pytest
-from observing import wait_for
-from test_cli import runner
+from commands import runner
+from polling import wait_for
 
 from participants import flow
 from participants.runtime.loader import BUILT_IN

@@ -8,9 +8,9 @@ import urllib.request
 from typing import Any, Iterator
 
 import pytest
-from observing import wait_for
+from commands import runner, sagactl
+from polling import wait_for
 from prometheus_client.parser import text_string_to_metric_families
-from test_cli import runner, sagactl
 
 from participants.contract import FINALIZED_SALE
 from participants.runtime.loader import BUILT_IN

@@ -17,8 +17,8 @@ import threading
 from typing import Iterator
 
 import pytest
-from observing import wait_for
-from test_cli import runner, sagactl
+from commands import runner, sagactl
+from polling import wait_for
 
 from participants.runtime.loader import BUILT_IN
 from sagactl.cli.main import app
@@ -77,7 +77,7 @@ class Terminal:
                 self.returncode = os.waitstatus_to_exitcode(status)
             return self.returncode is not None
 
-        wait_for(exited, timeout, "sagactl top to exit")
+        wait_for(exited, "sagactl top to exit", timeout=timeout)
         return int(self.returncode)  # type: ignore[arg-type]
 
     def kill(self) -> None:

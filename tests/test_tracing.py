@@ -13,9 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 
 import pytest
-from observing import wait_for
+from commands import sagactl
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from test_cli import sagactl
+from polling import wait_for
 
 from participants.runtime.loader import BUILT_IN
 from participants.runtime.tracing import configured
