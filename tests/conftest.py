@@ -1,16 +1,17 @@
 """Fixtures: participant systems in temp dirs.
 
-`nats_server`, `nats_url` and `saga_harness` come from sagactl's own pytest plugin
-(sagactl/testing/plugin.py), the same fixtures a user gets for testing a participant: a test of
-one participant alone uses `saga_harness`.
+`system` (one per test, on each backend), `module_system` (one SQLite system shared by a
+module's read-only tests), `state`. `nats_server`, `nats_url` and `saga_harness` come from
+sagactl's own pytest plugin (sagactl/testing/plugin.py), the same fixtures a user gets for
+testing a participant: a test of one participant alone uses `saga_harness`. Helpers: `commands`
+(the CLI in process), `polling` (waiting with deadlines), `observing` (the CLI as a process).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterator
-
-import os
 
 import pytest
 from backends import PostgresBackend, SqliteBackend, backends_for, db_backend, db_urls  # noqa: F401 (db_backend is a fixture)
