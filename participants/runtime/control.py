@@ -19,6 +19,7 @@ from participants.contract import DISCOVER_SUBJECT, SUBJECTS, ContractError, con
 from participants.runtime.crashpoints import AFTER_COMMIT
 from participants.runtime.database import table_rows
 from participants.runtime.rows import read_page
+from participants.runtime.settle import database_failed
 from participants.runtime.transaction import Message, outbox_messages, run_request
 
 if TYPE_CHECKING:
@@ -44,7 +45,9 @@ class ControlEndpoints:
             await nc.subscribe(control_subject(name, verb), queue=name, cb=self.on_request)
 
     async def on_ping(self, msg: Msg) -> None:
-        body = {"participant": self.name, "replica": self.daemon.settings.replica, "pid": os.getpid()}
+        # `sagactl status` and `check` call a process healthy only when it says it consumes.
+        body = {"participant": self.name, "replica": self.daemon.settings.replica, "pid": os.getpid(),
+                "connected": bool(self.daemon.nc and self.daemon.nc.is_connected), "consuming": self.daemon.consuming}
         await msg.respond(orjson.dumps(body))
 
     async def on_discover(self, msg: Msg) -> None:
@@ -101,10 +104,11 @@ class ControlEndpoints:
                 reply, emitted = daemon.simulation.request(verb, body)
                 messages = outbox_messages(emitted)
             else:
-                reply, _, messages = run_request(daemon.connection(), daemon.participant.requests[verb], body)
+                reply, _, messages = run_request(daemon.db.get(), daemon.participant.requests[verb], body)
         except (ContractError, orjson.JSONDecodeError) as exc:
             reply = {"error": str(exc)}
         except Exception as exc:
+            daemon.db.reset(reopen=database_failed(exc))
             daemon.log.write("request_failed", request=verb, error=repr(exc))
             reply = {"error": f"{self.name} could not handle {verb}: {exc}"}
         await msg.respond(orjson.dumps(reply))

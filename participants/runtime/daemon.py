@@ -19,8 +19,7 @@ from datetime import datetime
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from sqlalchemy import Connection
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
 from participants.contract import STREAM, ContractError, Event, parse_event
 from participants.runtime import broker, jetstream, recovery
@@ -32,7 +31,8 @@ from participants.runtime.faults import with_faults
 from participants.runtime.outbox import OutboxRelay, Retention
 from participants.runtime.participant import Participant, Simulation, as_events
 from participants.runtime.settings import ConfigError, Settings
-from participants.runtime.settle import MAX_RETRY_DELAY_S, Settler, Verdict, failure_action
+from participants.runtime.kept import KeptConnection
+from participants.runtime.settle import MAX_RETRY_DELAY_S, Settler, Verdict, database_failed, failure_action
 from participants.runtime.transaction import (
     Applied,
     Message,
@@ -40,11 +40,14 @@ from participants.runtime.transaction import (
     apply_batch,
     apply_event,
     outbox_messages,
+    seen,
 )
 
 FETCH_TIMEOUT_S = 0.5
 PULL_EXPIRES_S = 5.0
 DECLARE_TIMEOUT_S = 15.0
+# Replicas creating one new SQLite file together wait for each other's schema lock this long.
+STARTUP_BUSY_TIMEOUT_S = 30.0
 # Stop pulling while this many committed events wait for their PubAck (NATS slow or away).
 MAX_RELAY_BACKLOG = 8192
 
@@ -55,6 +58,8 @@ class ParticipantDaemon:
         self.settings = settings
         self.log = EventLog(participant.name, settings.replica)
         self.crash = CrashPoints(settings.crash_point)
+        # The busy timeout bounds how long the event loop can wait for a lock: short, with the
+        # retry by a delayed NAK (settle.py); only the start (schema, seed) waits longer.
         self.engine = make_engine(settings.db_url, settings.sqlite_synchronous, settings.sqlite_busy_timeout_s)
         self.simulation: Simulation | None = None
         if settings.raw:
@@ -67,16 +72,19 @@ class ParticipantDaemon:
         self.relay: OutboxRelay | None = None
         self.puller: jetstream.PullConsumer | None = None
         self.settler: Settler  # once connected
-        # One connection kept open for the hot path: no pool checkout and reset per batch. All
-        # database work runs on the event-loop thread, one transaction after the other.
-        self.db: Connection | None = None
+        self.db = KeptConnection(self.engine)
+        self.lost: str | None = None  # why the NATS connection closed for good, if it did
 
     # -- start and stop -------------------------------------------------------------------
     async def serve(self) -> None:
-        create_schema(self.engine, self.participant.all_tables)
-        if seed_once(self.engine, self.participant.seed()):
-            self.log.write("seeded")
-        self.db = self.engine.connect()
+        starting = make_engine(self.settings.db_url, self.settings.sqlite_synchronous, STARTUP_BUSY_TIMEOUT_S)
+        try:
+            create_schema(starting, self.participant.all_tables)
+            if seed_once(starting, self.participant.seed()):
+                self.log.write("seeded")
+        finally:
+            starting.dispose()
+        self.db.get()
         self.nc = await broker.connect(
             self.settings.nats_urls, f"{self.participant.name}-{self.settings.replica}", on_event=self._on_connection
         )
@@ -118,9 +126,11 @@ class ParticipantDaemon:
                 await self.nc.close()
             except Exception:  # stopped while NATS was away: the client's transport is already gone
                 pass
-            self._reset_connection()
+            self.db.reset()
             self.engine.dispose()
             self.log.write("stopped")
+        if self.lost is not None:
+            raise broker.BrokerUnavailable(f"the NATS connection closed for good: {self.lost}")
 
     async def _declare(self, durable: str) -> None:
         """Create the streams and this participant's consumer, waiting out a server still starting."""
@@ -160,6 +170,17 @@ class ParticipantDaemon:
         if what == "reconnected" and self.puller is not None:
             self.puller.forget_requests()
         self.log.write("nats", state=what)
+        if what == "closed" and not self.stopping.is_set():
+            # nats-py gave up (a protocol error, a server that closed us): nothing is consumed
+            # any more, so exit non-zero for a supervisor to see, rather than run off-line.
+            self.lost = str(self.nc.last_error or "closed by the client") if self.nc else "closed"
+            self.stopping.set()
+
+    @property
+    def consuming(self) -> bool:
+        """Connected, pulling, and served by the consumer lately (the ping reply says so)."""
+        return (self.nc is not None and self.nc.is_connected and self.puller is not None
+                and not self.stopping.is_set() and self.puller.served_recently())
 
     # -- consuming -----------------------------------------------------------------------
     async def _consume(self, puller: jetstream.PullConsumer) -> None:
@@ -194,7 +215,10 @@ class ParticipantDaemon:
                 settled.append((msg, Verdict("dead", f"poison: {exc}")))
         to_ack: list[Msg] = []
         messages: list[Message] = []
-        batch = self._apply_batch([e for _, e in events]) if events else None
+        try:
+            batch = self._apply_batch([e for _, e in events]) if events else None
+        except Exception as exc:  # the database failed, not an event: all of them again later
+            batch, events = None, self._database_failed(exc, events, settled)
         if batch is not None:
             outcomes, messages = batch
             per_event_ms = (time.perf_counter() - started) * 1000 / len(events)
@@ -203,7 +227,11 @@ class ParticipantDaemon:
                 self._log_outcome(msg, event, outcome, per_event_ms)
         else:
             for index, (msg, event) in enumerate(events):
-                verdict, emitted = self._apply_one(msg, event)
+                try:
+                    verdict, emitted = self._apply_one(msg, event)
+                except Exception as exc:
+                    self._database_failed(exc, events[index:], settled)
+                    break
                 if verdict.action == "ack":
                     to_ack.append(msg)
                     messages.extend(outbox_messages(emitted))
@@ -223,32 +251,23 @@ class ParticipantDaemon:
             await self.settler.settle(msg, verdict)
 
     def _apply_batch(self, events: list[Event]) -> tuple[list[Outcome], list[Message]] | None:
-        """All events in one transaction (or, raw, in memory); None when the batch failed as a whole."""
+        """All events in one transaction (or, raw, in memory); None when the batch failed as a
+        whole, raising when the database itself failed."""
         if self.simulation is not None:
             outcomes = [Outcome(Applied.DONE, as_events(self.simulation.handle(e))) for e in events]
             return outcomes, [m for o in outcomes for m in outbox_messages(o.emitted)]
         assert self.relay is not None
         sent = self.relay.take_sent()
-        result = apply_batch(self.connection(), self.participant, events, lambda: self.crash.reach(MID_BATCH), sent)
+        try:
+            result = apply_batch(self.db.get(), self.participant, events, lambda: self.crash.reach(MID_BATCH), sent)
+        except Exception:  # the database failed (the caller naks the batch): mark those sent later
+            self.relay.give_back(sent)
+            raise
         if result is None:
             self.relay.give_back(sent)
-            self._reset_connection()
+            self.db.reset()
             return None
         return result.outcomes, result.messages
-
-    def connection(self) -> Connection:
-        if self.db is None or self.db.closed or self.db.invalidated:
-            self.db = self.engine.connect()
-        return self.db
-
-    def _reset_connection(self) -> None:
-        """Close the kept connection (after a failed batch: the next one starts afresh)."""
-        if self.db is not None:
-            try:
-                self.db.close()
-            except Exception:
-                pass
-        self.db = None
 
     def _parse(self, msg: Msg) -> Event:
         event = parse_event(msg.data)
@@ -265,6 +284,12 @@ class ParticipantDaemon:
         try:
             outcome = apply_event(self.engine, self.participant, event)
         except Exception as exc:
+            if database_failed(exc):
+                raise  # the batch's caller naks this event and the rest
+            if isinstance(exc, IntegrityError) and self._applied_elsewhere(event):
+                # A racing replica committed this event first and the handler's own insert hit
+                # its row: not this event's failure; the redelivery sees it as a duplicate.
+                return Verdict("retry", "raced with another replica"), []
             error = f"{type(exc).__name__}: {exc}"
             self.log.write(
                 "failed", flush=False, event_id=event.event_id, sale_id=event.sale_id, type=event.type,
@@ -275,6 +300,25 @@ class ParticipantDaemon:
             return Verdict("retry", "raced with another replica"), []
         self._log_outcome(msg, event, outcome, (time.perf_counter() - started) * 1000)
         return Verdict("ack"), outcome.emitted
+
+    def _applied_elsewhere(self, event: Event) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                return bool(seen(connection, [event.event_id]))
+        except Exception:
+            return False
+
+    def _database_failed(self, exc: BaseException, events: list[tuple[Msg, Event]],
+                         settled: list[tuple[Msg, Verdict]]) -> list[tuple[Msg, Event]]:
+        """Nak these events with backoff and reopen the database: nothing is their fault."""
+        error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        self.log.write("database_failed", flush=False, events=len(events), error=error)
+        for msg, event in events:
+            self.log.write("failed", flush=False, event_id=event.event_id, sale_id=event.sale_id, type=event.type,
+                           deliveries=jetstream.delivery_info(msg.reply)[1], error=error, transient=True)
+        self.db.reset(reopen=True)
+        settled.extend((msg, Verdict("retry", error)) for msg, _ in events)
+        return []
 
     def _log_outcome(self, msg: Msg, event: Event, outcome: Outcome, ms: float) -> None:
         self.log.write(

@@ -34,6 +34,7 @@ STATUS = "Status"
 DESCRIPTION = "Description"
 PENDING_MESSAGES = "Nats-Pending-Messages"
 ACK = b"+ACK"
+RECONNECT_CHECK_S = 0.1  # how often a publish waiting for PubAcks looks for a reconnect
 TERM = b"+TERM"
 
 
@@ -83,6 +84,7 @@ class PullConsumer:
         self._sub: Any = None
         self._owed = 0
         self._heard_at = time.monotonic()
+        self._served_at = time.monotonic()  # the last message or expired request: the consumer serves us
         self._buffer: deque[Msg] = deque()
         self._ready = asyncio.Event()
         self._stopping = False
@@ -126,6 +128,11 @@ class PullConsumer:
                     self._buffer.clear()
                     return
 
+    def served_recently(self) -> bool:
+        """Whether the consumer answered our pull requests lately (a message, or one expiring
+        empty): a deleted consumer or a server that lost it answers with errors or not at all."""
+        return time.monotonic() - self._served_at < self._expires_s + 3.0
+
     def forget_requests(self) -> None:
         """After a reconnect the server may have lost our pull requests: ask again from zero."""
         self._owed = 0
@@ -160,6 +167,7 @@ class PullConsumer:
         self._heard_at = time.monotonic()
         status = status_of(msg)
         if status is None:
+            self._served_at = self._heard_at
             if self._owed > 0:
                 self._owed -= 1
             self._buffer.append(msg)
@@ -172,6 +180,8 @@ class PullConsumer:
             self._owed = max(self._owed - int(pending), 0)
         else:
             self._owed = 0
+        if status == "408":
+            self._served_at = self._heard_at
         if status == "409":
             self.problems.append(str(headers.get(DESCRIPTION, "409")))
         self._ready.set()  # wake the loop so it sends a new request
@@ -217,10 +227,20 @@ class PubAcks:
             replies.append(reply)
             self._waiting[reply] = (pending, index)
             await self._nc.publish(subject, payload, reply=reply, headers={"Nats-Msg-Id": msg_id})
+        reconnects = self._nc.stats["reconnects"]
+        deadline = time.monotonic() + timeout
         try:
-            await asyncio.wait_for(asyncio.shield(pending.done), timeout)
-        except asyncio.TimeoutError:
-            pass
+            # In slices: a PubAck owed by a server we lost never comes, so after a reconnect the
+            # rest count as not stored at once (republished, deduplicated by their msg ids)
+            # instead of after the whole timeout.
+            while not pending.done.done() and self._nc.stats["reconnects"] == reconnects:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(asyncio.shield(pending.done), min(left, RECONNECT_CHECK_S))
+                except asyncio.TimeoutError:
+                    pass
         finally:
             for reply in replies:
                 self._waiting.pop(reply, None)

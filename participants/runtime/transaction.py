@@ -25,6 +25,7 @@ from sqlmodel import Session
 from participants.contract import Event
 from participants.runtime.database import InboxEntry, OutboxEntry, utc_datetime
 from participants.runtime.participant import Participant, RequestHandler
+from participants.runtime.settle import database_failed
 from participants.runtime.sql import Statement, db_time
 
 # (subject, payload, event id): an outbox row as the relay publishes it.
@@ -137,7 +138,9 @@ def apply_batch(
             INSERT_INBOX.run_many(connection, inbox)
             write_outbox(connection, messages, now)
             mark_sent(connection, sent, now)
-    except Exception:
+    except Exception as exc:
+        if database_failed(exc):  # not the events' fault: the daemon naks the batch
+            raise
         return None
     return BatchResult(outcomes, messages)
 

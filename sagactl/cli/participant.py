@@ -49,6 +49,7 @@ def run(
     Example: sagactl participant run examples.shipping:participant
     """
     from participants.runtime import run as run_participant
+    from sagactl.system.connection import redact_db_url
 
     participant = load(reference)
     supervisor = Supervisor(state_dir(state))
@@ -58,7 +59,7 @@ def run(
     # The same environment `sagactl up` gives the processes it starts.
     os.environ.update(supervisor.participant_env(participant.name, replica, urls, extra))
     err.print(f"participant {participant.name}: NATS {supervisor.describe_url(urls)}, "
-              f"database {os.environ[f'SAGACTL_DB_URL_{participant.name.upper()}']}; Ctrl-C stops it")
+              f"database {redact_db_url(os.environ[f'SAGACTL_DB_URL_{participant.name.upper()}'])}; Ctrl-C stops it")
     run_participant(participant)
 
 
