@@ -362,3 +362,21 @@ def test_a_pid_file_naming_another_program_is_not_trusted(state: StateDir) -> No
     finally:
         stranger.kill()
         stranger.wait()
+
+
+async def test_a_starting_replica_changes_only_what_really_differs_in_the_shared_consumer(nats_url: str) -> None:
+    nc = await broker.connect([nats_url], "consumer-test")
+    try:
+        js = nc.jetstream()
+        await broker.ensure_streams(js)
+        older = broker.consumer_config("inventory", ["saga.sale.created"], 30.0)
+        older.max_ack_pending = 100  # tuned by the operator on the server
+        await js.add_consumer(STREAM, older)
+        config = broker.consumer_config("inventory", ["saga.payment.failed", "saga.sale.created"], 30.0)
+        await broker.ensure_consumer(js, config)  # a new version handles one more event type
+        current = (await js.consumer_info(STREAM, "inventory")).config
+        assert sorted(current.filter_subjects or []) == ["saga.payment.failed", "saga.sale.created"]
+        assert current.max_ack_pending == 100  # kept: the replica did not reset the rest
+        assert await broker.ensure_consumer(js, config) is False  # the next replica writes nothing
+    finally:
+        await nc.close()
