@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from typing import TYPE_CHECKING
 
 import orjson
@@ -47,6 +48,7 @@ class ControlEndpoints:
     async def on_ping(self, msg: Msg) -> None:
         # `sagactl status` and `check` call a process healthy only when it says it consumes.
         body = {"participant": self.name, "replica": self.daemon.settings.replica, "pid": os.getpid(),
+                "metrics_url": self.daemon.metrics.url,
                 "connected": bool(self.daemon.nc and self.daemon.nc.is_connected), "consuming": self.daemon.consuming}
         await msg.respond(orjson.dumps(body))
 
@@ -62,6 +64,7 @@ class ControlEndpoints:
             "requests": sorted(participant.requests),
             "tables": [t.__tablename__ for t in participant.tables],  # type: ignore[attr-defined]
             "event_types": dict(SUBJECTS),
+            "metrics_url": self.daemon.metrics.url,
         }
         await msg.respond(orjson.dumps(body))
 
@@ -95,6 +98,7 @@ class ControlEndpoints:
     async def on_request(self, msg: Msg) -> None:
         daemon = self.daemon
         verb = msg.subject.rsplit(".", 1)[1]
+        started = time.perf_counter()
         messages: list[Message] = []
         try:
             body = orjson.loads(msg.data)
@@ -104,7 +108,10 @@ class ControlEndpoints:
                 reply, emitted = daemon.simulation.request(verb, body)
                 messages = outbox_messages(emitted)
             else:
-                reply, _, messages = run_request(daemon.db.get(), daemon.participant.requests[verb], body)
+                reply, emitted, messages = run_request(daemon.db.get(), daemon.participant.requests[verb], body)
+            daemon.metrics.requested(emitted)
+            if daemon.tracing.enabled and emitted:
+                daemon.tracing.requested(msg.headers, verb, emitted, time.perf_counter() - started)
         except (ContractError, orjson.JSONDecodeError) as exc:
             reply = {"error": str(exc)}
         except Exception as exc:

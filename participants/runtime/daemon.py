@@ -14,25 +14,27 @@ import asyncio
 import os
 import signal
 import time
-from datetime import datetime
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
-from participants.contract import STREAM, ContractError, Event, parse_event
-from participants.runtime import broker, jetstream, recovery
+from participants.contract import STREAM, ContractError, Event, parse_event, replay_subject
+from participants.runtime import broker, jetstream
 from participants.runtime.control import ControlEndpoints
 from participants.runtime.crashpoints import AFTER_COMMIT, MID_BATCH, CrashPoints
-from participants.runtime.database import create_schema, make_engine, seed_once
+from participants.runtime.database import OutdatedSchema, create_schema, make_engine, seed_once
 from participants.runtime.eventlog import EventLog
 from participants.runtime.faults import with_faults
-from participants.runtime.outbox import OutboxRelay, Retention
-from participants.runtime.participant import Participant, Simulation, as_events
+from participants.runtime.metrics import MetricsSettings, RuntimeMetrics, count_inbox
+from participants.runtime.outbox import OutboxRelay
+from participants.runtime.participant import Participant, RequestHandler, Simulation, as_events
+from participants.runtime.retention import Retention
 from participants.runtime.settings import ConfigError, Settings
 from participants.runtime.kept import KeptConnection
 from participants.runtime.settle import MAX_RETRY_DELAY_S, Settler, Verdict, database_failed, failure_action
+from participants.runtime.tracing import Tracing
 from participants.runtime.transaction import (
     Applied,
     Message,
@@ -40,6 +42,7 @@ from participants.runtime.transaction import (
     apply_batch,
     apply_event,
     outbox_messages,
+    run_request,
     seen,
 )
 
@@ -58,6 +61,8 @@ class ParticipantDaemon:
         self.settings = settings
         self.log = EventLog(participant.name, settings.replica)
         self.crash = CrashPoints(settings.crash_point)
+        self.metrics = RuntimeMetrics(participant.name, MetricsSettings.from_env())
+        self.tracing = Tracing(participant.name, settings.replica)  # off unless OTEL_* variables ask
         # The busy timeout bounds how long the event loop can wait for a lock: short, with the
         # retry by a delayed NAK (settle.py); only the start (schema, seed) waits longer.
         self.engine = make_engine(settings.db_url, settings.sqlite_synchronous, settings.sqlite_busy_timeout_s)
@@ -70,6 +75,7 @@ class ParticipantDaemon:
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
         self.relay: OutboxRelay | None = None
+        self.window_s = broker.DUPLICATE_WINDOW_S  # the stream's, once asked
         self.puller: jetstream.PullConsumer | None = None
         self.settler: Settler  # once connected
         self.db = KeptConnection(self.engine)
@@ -97,8 +103,14 @@ class ParticipantDaemon:
         retention = Retention.for_consumer(
             window, settings.max_deliver, settings.ack_wait_s, MAX_RETRY_DELAY_S, settings.outbox_keep_s
         )
-        self.relay = OutboxRelay(None if settings.raw else self.engine, self.nc, self.crash, self.log, retention)
-        await self.relay.start(lambda rows: self._stored_already(rows, window))  # what a previous run never marked sent
+        self.window_s = window
+        self.relay = OutboxRelay(None if settings.raw else self.engine, self.nc, self.crash, self.log, retention,
+                                 consumer=durable, duplicate_window_s=window, slot=str(settings.replica))
+        await self.relay.start()  # what a previous process in this slot never marked sent
+        self.metrics.outbox_backlog = lambda: self.relay.backlog  # type: ignore[union-attr]
+        self.metrics.serve()
+        if not settings.raw:
+            self.metrics.sample_inbox(lambda: count_inbox(self.db.get()), self.stopping)
         await ControlEndpoints(self).subscribe()
         self.puller = jetstream.PullConsumer(self.nc, STREAM, durable, settings.batch_size, PULL_EXPIRES_S)
         await self.puller.start()
@@ -106,11 +118,15 @@ class ParticipantDaemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         relay_task = asyncio.create_task(self.relay.run(self.stopping))
+        periodic = self.participant.periodic
+        periodic_task = asyncio.create_task(self._periodic(*periodic)) if periodic and not settings.raw else None
         self.log.write("ready", pid=os.getpid(), subjects=self.participant.subjects, raw=settings.raw,
-                       replicas=settings.replicas, batch=settings.batch_size)
+                       replicas=settings.replicas, batch=settings.batch_size, metrics_url=self.metrics.url)
         try:
             await self._consume(self.puller)
         finally:
+            if periodic_task is not None:
+                periodic_task.cancel()
             await self.puller.stop()
             try:
                 await asyncio.wait_for(relay_task, timeout=3)  # publishes and acks what is queued
@@ -128,6 +144,8 @@ class ParticipantDaemon:
                 pass
             self.db.reset()
             self.engine.dispose()
+            self.metrics.stop()
+            self.tracing.shutdown()
             self.log.write("stopped")
         if self.lost is not None:
             raise broker.BrokerUnavailable(f"the NATS connection closed for good: {self.lost}")
@@ -150,13 +168,6 @@ class ParticipantDaemon:
                 if time.monotonic() > deadline:
                     raise broker.BrokerUnavailable(f"JetStream is not usable: {broker.describe(exc)}") from None
                 await asyncio.sleep(0.2)
-
-    async def _stored_already(self, rows: list[tuple[str, str, datetime]], window: float) -> set[str]:
-        try:
-            return await recovery.stored_already(self.nc, rows, window)  # type: ignore[arg-type]
-        except Exception as exc:  # cannot tell: publish them again, as before
-            self.log.write("outbox_recovery_failed", error=broker.describe(exc))
-            return set()
 
     async def _duplicate_window(self) -> float:
         """The SAGA stream's duplicate window as the server has it (another process may have created it)."""
@@ -181,6 +192,22 @@ class ParticipantDaemon:
         """Connected, pulling, and served by the consumer lately (the ping reply says so)."""
         return (self.nc is not None and self.nc.is_connected and self.puller is not None
                 and not self.stopping.is_set() and self.puller.served_recently())
+
+    async def _periodic(self, every_s: float, handler: RequestHandler) -> None:
+        """The participant's periodic work, at once at start and then every `every_s` seconds."""
+        while not self.stopping.is_set():
+            try:
+                _, _, messages = run_request(self.db.get(), handler, {})
+            except Exception as exc:  # its database failing: try again next time
+                self.log.write("periodic_failed", error=repr(exc))
+                self.db.reset(reopen=database_failed(exc))
+                messages = []
+            if messages:
+                self.relay.submit(messages)  # type: ignore[union-attr]
+            try:
+                await asyncio.wait_for(self.stopping.wait(), every_s)
+            except asyncio.TimeoutError:
+                pass
 
     # -- consuming -----------------------------------------------------------------------
     async def _consume(self, puller: jetstream.PullConsumer) -> None:
@@ -216,7 +243,7 @@ class ParticipantDaemon:
         to_ack: list[Msg] = []
         messages: list[Message] = []
         try:
-            batch = self._apply_batch([e for _, e in events]) if events else None
+            batch = self._apply_batch(events) if events else None
         except Exception as exc:  # the database failed, not an event: all of them again later
             batch, events = None, self._database_failed(exc, events, settled)
         if batch is not None:
@@ -243,23 +270,28 @@ class ParticipantDaemon:
             self.log.write("batch", size=len(msgs), age_ms=round((time.time() - int(msgs[0].reply.split(".")[7]) / 1e9) * 1000, 2),
                            took_ms=round((time.perf_counter() - started) * 1000, 2), backlog=self.relay.backlog)
         self.log.flush()
+        self.metrics.batch(len(msgs), time.perf_counter() - started)
         if to_ack:
             self.crash.reach(AFTER_COMMIT)
             replies = [msg.reply for msg in to_ack]
             self.relay.submit(messages, then=lambda: self.settler.ack(replies))  # type: ignore[union-attr]
         for msg, verdict in settled:
+            self.metrics.settled(msg.subject, verdict.action, jetstream.delivery_info(msg.reply)[1])
+            if self.tracing.enabled:
+                self.tracing.settled(msg.headers, msg.data, verdict.action, jetstream.delivery_info(msg.reply)[1])
             await self.settler.settle(msg, verdict)
 
-    def _apply_batch(self, events: list[Event]) -> tuple[list[Outcome], list[Message]] | None:
+    def _apply_batch(self, events: list[tuple[Msg, Event]]) -> tuple[list[Outcome], list[Message]] | None:
         """All events in one transaction (or, raw, in memory); None when the batch failed as a
         whole, raising when the database itself failed."""
         if self.simulation is not None:
-            outcomes = [Outcome(Applied.DONE, as_events(self.simulation.handle(e))) for e in events]
+            outcomes = [Outcome(Applied.DONE, as_events(self.simulation.handle(e))) for _, e in events]
             return outcomes, [m for o in outcomes for m in outbox_messages(o.emitted)]
         assert self.relay is not None
         sent = self.relay.take_sent()
         try:
-            result = apply_batch(self.db.get(), self.participant, events, lambda: self.crash.reach(MID_BATCH), sent)
+            result = apply_batch(self.db.get(), self.participant, [e for _, e in events], lambda: self.crash.reach(MID_BATCH),
+                                 sent, [jetstream.delivery_info(m.reply)[0] for m, _ in events], self.window_s)
         except Exception:  # the database failed (the caller naks the batch): mark those sent later
             self.relay.give_back(sent)
             raise
@@ -273,7 +305,7 @@ class ParticipantDaemon:
         event = parse_event(msg.data)
         if event.type not in self.participant.handlers:
             raise ContractError(f"{self.participant.name} does not handle {event.type}")
-        if msg.subject != event.subject:
+        if msg.subject != event.subject and msg.subject != replay_subject(self.participant.name):
             raise ContractError(f"{event.type} published on {msg.subject}, expected {event.subject}")
         return event
 
@@ -282,7 +314,7 @@ class ParticipantDaemon:
         started = time.perf_counter()
         _, deliveries = jetstream.delivery_info(msg.reply)
         try:
-            outcome = apply_event(self.engine, self.participant, event)
+            outcome = apply_event(self.engine, self.participant, event, jetstream.delivery_info(msg.reply)[0], self.window_s)
         except Exception as exc:
             if database_failed(exc):
                 raise  # the batch's caller naks this event and the rest
@@ -321,6 +353,11 @@ class ParticipantDaemon:
         return []
 
     def _log_outcome(self, msg: Msg, event: Event, outcome: Outcome, ms: float) -> None:
+        deliveries = jetstream.delivery_info(msg.reply)[1]
+        self.metrics.handled(event.type, outcome.applied is Applied.DONE, outcome.emitted, deliveries)
+        if self.tracing.enabled:
+            self.tracing.handled(msg.headers, event, "applied" if outcome.applied is Applied.DONE else "duplicate",
+                                 outcome.emitted, deliveries, ms / 1000)
         self.log.write(
             "handled" if outcome.applied is Applied.DONE else "duplicate",
             flush=False,
@@ -329,7 +366,7 @@ class ParticipantDaemon:
             type=event.type,
             emitted=[e.type for e in outcome.emitted],
             reason=next((e.reason for e in outcome.emitted if e.reason), None),
-            deliveries=jetstream.delivery_info(msg.reply)[1],
+            deliveries=deliveries,
             ms=round(ms, 3),
         )
 
@@ -353,6 +390,9 @@ def run(participant: Participant, settings: Settings | None = None) -> None:
     except broker.BrokerUnavailable as exc:
         daemon.log.write("fatal", error=str(exc))
         raise SystemExit(3) from None
+    except OutdatedSchema as exc:  # a database made by an older version: no migration
+        daemon.log.write("fatal", error=f"database: {exc}")
+        raise SystemExit(2) from None
     except OperationalError as exc:  # the database is unreachable or refused us at start
         daemon.log.write("fatal", error=f"database: {' '.join(str(exc.orig).split())}")
         raise SystemExit(3) from None
