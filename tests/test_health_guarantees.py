@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 from nats.aio.msg import Msg
@@ -45,7 +45,27 @@ from sagactl.system.statedir import StateDir
 from sagactl.system.supervisor import Supervisor
 from sagactl.testing.nats import NatsServer
 from tests.driving import eventually
-from tests.test_participant_faults import client_for, created, logged, publish, stock
+from tests.test_participant_faults import client_for, created, publish, stock
+
+
+@pytest.fixture
+def lone_participant(nats_url: str, state: StateDir) -> Iterator[Callable[..., int]]:
+    """Start one built-in participant as `sagactl up --nats-url` does (so `status` knows it): `start("inventory", SAGACTL_X="1")`."""
+    supervisor = Supervisor(state)
+
+    def start(name: str, **env: str) -> int:
+        supervisor.up(nats_url, participants={name: BUILT_IN[name]}, extra_env={name: env})
+        return int(read_pid(state.pid_file(name)) or 0)
+
+    try:
+        yield start
+    finally:
+        supervisor.down()
+
+
+def logged(state: StateDir, what: str, **match: Any) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in state.log_file("inventory").read_text().splitlines() if line.startswith("{")]
+    return [line for line in lines if line["what"] == what and all(line.get(k) == v for k, v in match.items())]
 
 
 def status(state: StateDir) -> tuple[int, dict[str, Any]]:
@@ -290,7 +310,7 @@ def test_a_unique_violation_caused_by_a_racing_replica_is_not_the_events_failure
         with racing.begin() as other:
             other.execute(Claim.__table__.insert().values(sale_id=event.sale_id))  # type: ignore[attr-defined]
             INSERT_INBOX.run_many(other, [{"event_id": event.event_id, "event_type": event.type,
-                                           "sale_id": event.sale_id, "at": utc_datetime()}])
+                                           "sale_id": event.sale_id, "at": utc_datetime(), "seq": 10}])
         session.add(Claim(sale_id=event.sale_id))
         session.flush()
 
