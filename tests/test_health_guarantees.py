@@ -321,7 +321,7 @@ def test_a_unique_violation_caused_by_a_racing_replica_is_not_the_events_failure
         event = new_event(CREATED_SALE, 7, parse_sale(1, 1, "5.00", 1), "sale")
         last_delivery = Msg(None, subject=event.subject, reply="$JS.ACK.SAGA.probe.5.10.10.1700000000000000000.0",  # type: ignore[arg-type]
                             data=event.to_bytes())
-        verdict, _ = daemon._apply_one(last_delivery, event)
+        verdict, _ = daemon.batches._apply_one(last_delivery, event)
         assert verdict.action == "retry"  # redelivered, it is a duplicate; never dead-lettered
     finally:
         daemon.engine.dispose()

@@ -4,8 +4,9 @@ Order of work for a pulled batch: all its events are applied in one transaction 
 each in its own, when the batch fails: a poison event cannot roll back its neighbours); the
 committed events go to the outbox relay, and the consumed messages are acked once the relay
 has them stored in the stream. An ack is only ever sent after the commit and the publish it
-confirms. While the relay waits for PubAcks the loop applies the next batch. The control
-endpoints live in control.py; what a failed event becomes (retry, dead letter) in settle.py.
+confirms. While the relay waits for PubAcks the loop applies the next batch. A batch's way
+from messages to settled is batches.py; the control endpoints live in control.py; what a failed
+event becomes (retry, dead letter) in settle.py; the kept database connection in kept.py.
 """
 
 from __future__ import annotations
@@ -16,35 +17,26 @@ import signal
 import time
 
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
+from sqlalchemy.exc import ArgumentError, OperationalError
 
-from participants.contract import STREAM, ContractError, Event, parse_event, replay_subject
+from participants.contract import STREAM
 from participants.runtime import broker, jetstream
+from participants.runtime.batches import BatchHandler
 from participants.runtime.control import ControlEndpoints
-from participants.runtime.crashpoints import AFTER_COMMIT, MID_BATCH, CrashPoints
+from participants.runtime.crashpoints import CrashPoints
 from participants.runtime.database import OutdatedSchema, create_schema, make_engine, seed_once
 from participants.runtime.eventlog import EventLog
 from participants.runtime.faults import with_faults
+from participants.runtime.kept import KeptConnection
 from participants.runtime.metrics import MetricsSettings, RuntimeMetrics, count_inbox
 from participants.runtime.outbox import OutboxRelay
-from participants.runtime.participant import Participant, RequestHandler, Simulation, as_events
+from participants.runtime.participant import Participant, RequestHandler, Simulation
 from participants.runtime.retention import Retention
 from participants.runtime.settings import ConfigError, Settings
-from participants.runtime.kept import KeptConnection
-from participants.runtime.settle import MAX_RETRY_DELAY_S, Settler, Verdict, database_failed, failure_action
+from participants.runtime.settle import MAX_RETRY_DELAY_S, Settler, database_failed
 from participants.runtime.tracing import Tracing
-from participants.runtime.transaction import (
-    Applied,
-    Message,
-    Outcome,
-    apply_batch,
-    apply_event,
-    outbox_messages,
-    run_request,
-    seen,
-)
+from participants.runtime.transaction import run_request
 
 FETCH_TIMEOUT_S = 0.5
 PULL_EXPIRES_S = 5.0
@@ -79,6 +71,7 @@ class ParticipantDaemon:
         self.puller: jetstream.PullConsumer | None = None
         self.settler: Settler  # once connected
         self.db = KeptConnection(self.engine)
+        self.batches = BatchHandler(self)
         self.lost: str | None = None  # why the NATS connection closed for good, if it did
 
     # -- start and stop -------------------------------------------------------------------
@@ -228,147 +221,7 @@ class ParticipantDaemon:
             while puller.problems:
                 self.log.write("pull_status", description=puller.problems.popleft())
             if msgs:
-                await self._handle_batch(msgs)
-
-    async def _handle_batch(self, msgs: list[Msg]) -> None:
-        """Apply a batch, hand its events to the relay with the acks to send once they are stored."""
-        started = time.perf_counter()
-        events: list[tuple[Msg, Event]] = []
-        settled: list[tuple[Msg, Verdict]] = []
-        for msg in msgs:
-            try:
-                events.append((msg, self._parse(msg)))
-            except ContractError as exc:
-                settled.append((msg, Verdict("dead", f"poison: {exc}")))
-        to_ack: list[Msg] = []
-        messages: list[Message] = []
-        try:
-            batch = self._apply_batch(events) if events else None
-        except Exception as exc:  # the database failed, not an event: all of them again later
-            batch, events = None, self._database_failed(exc, events, settled)
-        if batch is not None:
-            outcomes, messages = batch
-            per_event_ms = (time.perf_counter() - started) * 1000 / len(events)
-            for (msg, event), outcome in zip(events, outcomes):
-                to_ack.append(msg)
-                self._log_outcome(msg, event, outcome, per_event_ms)
-        else:
-            for index, (msg, event) in enumerate(events):
-                try:
-                    verdict, emitted = self._apply_one(msg, event)
-                except Exception as exc:
-                    self._database_failed(exc, events[index:], settled)
-                    break
-                if verdict.action == "ack":
-                    to_ack.append(msg)
-                    messages.extend(outbox_messages(emitted))
-                    if index == 0 and len(events) > 1:
-                        self.crash.reach(MID_BATCH)
-                else:
-                    settled.append((msg, verdict))
-        if os.environ.get("SAGACTL_DEBUG_BATCH"):
-            self.log.write("batch", size=len(msgs), age_ms=round((time.time() - int(msgs[0].reply.split(".")[7]) / 1e9) * 1000, 2),
-                           took_ms=round((time.perf_counter() - started) * 1000, 2), backlog=self.relay.backlog)
-        self.log.flush()
-        self.metrics.batch(len(msgs), time.perf_counter() - started)
-        if to_ack:
-            self.crash.reach(AFTER_COMMIT)
-            replies = [msg.reply for msg in to_ack]
-            self.relay.submit(messages, then=lambda: self.settler.ack(replies))  # type: ignore[union-attr]
-        for msg, verdict in settled:
-            self.metrics.settled(msg.subject, verdict.action, jetstream.delivery_info(msg.reply)[1])
-            if self.tracing.enabled:
-                self.tracing.settled(msg.headers, msg.data, verdict.action, jetstream.delivery_info(msg.reply)[1])
-            await self.settler.settle(msg, verdict)
-
-    def _apply_batch(self, events: list[tuple[Msg, Event]]) -> tuple[list[Outcome], list[Message]] | None:
-        """All events in one transaction (or, raw, in memory); None when the batch failed as a
-        whole, raising when the database itself failed."""
-        if self.simulation is not None:
-            outcomes = [Outcome(Applied.DONE, as_events(self.simulation.handle(e))) for _, e in events]
-            return outcomes, [m for o in outcomes for m in outbox_messages(o.emitted)]
-        assert self.relay is not None
-        sent = self.relay.take_sent()
-        try:
-            result = apply_batch(self.db.get(), self.participant, [e for _, e in events], lambda: self.crash.reach(MID_BATCH),
-                                 sent, [jetstream.delivery_info(m.reply)[0] for m, _ in events], self.window_s)
-        except Exception:  # the database failed (the caller naks the batch): mark those sent later
-            self.relay.give_back(sent)
-            raise
-        if result is None:
-            self.relay.give_back(sent)
-            self.db.reset()
-            return None
-        return result.outcomes, result.messages
-
-    def _parse(self, msg: Msg) -> Event:
-        event = parse_event(msg.data)
-        if event.type not in self.participant.handlers:
-            raise ContractError(f"{self.participant.name} does not handle {event.type}")
-        if msg.subject != event.subject and msg.subject != replay_subject(self.participant.name):
-            raise ContractError(f"{event.type} published on {msg.subject}, expected {event.subject}")
-        return event
-
-    def _apply_one(self, msg: Msg, event: Event) -> tuple[Verdict, list[Event]]:
-        """Apply one event in its own transaction and say what to tell JetStream about it."""
-        started = time.perf_counter()
-        _, deliveries = jetstream.delivery_info(msg.reply)
-        try:
-            outcome = apply_event(self.engine, self.participant, event, jetstream.delivery_info(msg.reply)[0], self.window_s)
-        except Exception as exc:
-            if database_failed(exc):
-                raise  # the batch's caller naks this event and the rest
-            if isinstance(exc, IntegrityError) and self._applied_elsewhere(event):
-                # A racing replica committed this event first and the handler's own insert hit
-                # its row: not this event's failure; the redelivery sees it as a duplicate.
-                return Verdict("retry", "raced with another replica"), []
-            error = f"{type(exc).__name__}: {exc}"
-            self.log.write(
-                "failed", flush=False, event_id=event.event_id, sale_id=event.sale_id, type=event.type,
-                deliveries=deliveries, error=error,
-            )
-            return Verdict(failure_action(exc, deliveries, self.settings.max_deliver), error), []
-        if outcome.applied is Applied.RACED:
-            return Verdict("retry", "raced with another replica"), []
-        self._log_outcome(msg, event, outcome, (time.perf_counter() - started) * 1000)
-        return Verdict("ack"), outcome.emitted
-
-    def _applied_elsewhere(self, event: Event) -> bool:
-        try:
-            with self.engine.connect() as connection:
-                return bool(seen(connection, [event.event_id]))
-        except Exception:
-            return False
-
-    def _database_failed(self, exc: BaseException, events: list[tuple[Msg, Event]],
-                         settled: list[tuple[Msg, Verdict]]) -> list[tuple[Msg, Event]]:
-        """Nak these events with backoff and reopen the database: nothing is their fault."""
-        error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
-        self.log.write("database_failed", flush=False, events=len(events), error=error)
-        for msg, event in events:
-            self.log.write("failed", flush=False, event_id=event.event_id, sale_id=event.sale_id, type=event.type,
-                           deliveries=jetstream.delivery_info(msg.reply)[1], error=error, transient=True)
-        self.db.reset(reopen=True)
-        settled.extend((msg, Verdict("retry", error)) for msg, _ in events)
-        return []
-
-    def _log_outcome(self, msg: Msg, event: Event, outcome: Outcome, ms: float) -> None:
-        deliveries = jetstream.delivery_info(msg.reply)[1]
-        self.metrics.handled(event.type, outcome.applied is Applied.DONE, outcome.emitted, deliveries)
-        if self.tracing.enabled:
-            self.tracing.handled(msg.headers, event, "applied" if outcome.applied is Applied.DONE else "duplicate",
-                                 outcome.emitted, deliveries, ms / 1000)
-        self.log.write(
-            "handled" if outcome.applied is Applied.DONE else "duplicate",
-            flush=False,
-            event_id=event.event_id,
-            sale_id=event.sale_id,
-            type=event.type,
-            emitted=[e.type for e in outcome.emitted],
-            reason=next((e.reason for e in outcome.emitted if e.reason), None),
-            deliveries=deliveries,
-            ms=round(ms, 3),
-        )
+                await self.batches.handle(msgs)
 
 
 def run(participant: Participant, settings: Settings | None = None) -> None:
