@@ -37,6 +37,9 @@ DESCRIPTION = "Description"
 PENDING_MESSAGES = "Nats-Pending-Messages"
 ACK = b"+ACK"
 RECONNECT_CHECK_S = 0.1  # how often a publish waiting for PubAcks looks for a reconnect
+# An idle pull request expires every few seconds (408): this much later without one, or a message,
+# the consumer no longer serves us (deleted, its server lost it). A busy loop gets the margin.
+SERVED_GRACE_S = 5.0
 TERM = b"+TERM"
 
 
@@ -154,7 +157,7 @@ class PullConsumer:
     def served_recently(self) -> bool:
         """Whether the consumer answered our pull requests lately (a message, or one expiring
         empty): a deleted consumer or a server that lost it answers with errors or not at all."""
-        return time.monotonic() - self._served_at < self._expires_s + 3.0
+        return time.monotonic() - self._served_at < self._expires_s + SERVED_GRACE_S
 
     def forget_requests(self) -> None:
         """After a reconnect the server may have lost our pull requests: ask again from zero."""
