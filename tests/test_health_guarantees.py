@@ -400,3 +400,39 @@ async def test_a_starting_replica_changes_only_what_really_differs_in_the_shared
         assert await broker.ensure_consumer(js, config) is False  # the next replica writes nothing
     finally:
         await nc.close()
+
+
+async def test_a_participant_whose_events_a_full_stream_refuses_publishes_them_once_there_is_room(
+    nats_url: str, state: StateDir, lone_participant: Callable[..., int]
+) -> None:
+    client = await client_for(nats_url)
+    try:
+        js = client.nc.jetstream()
+        await broker.ensure_streams(js, max_bytes=64_000)
+        pid = lone_participant("inventory")
+        os.kill(pid, signal.SIGSTOP)  # it takes the event only once the stream is full
+        try:
+            event = created(1)
+            await publish(client, event.subject, event.to_bytes(), event.event_id)
+            for size in (1_000, 10):  # to the last few bytes
+                with pytest.raises(APIError, match="maximum bytes"):
+                    for _ in range(1_000):
+                        await js.publish("saga.filler.test", b"x" * size)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+        async def handled() -> list[dict[str, Any]]:
+            return logged(state, "handled", event_id=event.event_id)
+
+        await eventually(handled, "inventory to apply the event")
+        subjects = (await js.stream_info(STREAM, subjects_filter=">")).state.subjects or {}
+        assert "saga.inventory.updated" not in subjects  # refused: the stream is full
+        await js.purge_stream(STREAM, subject="saga.filler.test")
+
+        async def published() -> bool:
+            info = await js.stream_info(STREAM, subjects_filter=">")
+            return "saga.inventory.updated" in (info.state.subjects or {})
+
+        await eventually(published, "the relay to publish UPDATED_INVENTORY once there is room")
+    finally:
+        await client.close()
