@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator
 import pytest
 from nats.aio.msg import Msg
 from nats.js.api import DiscardPolicy, StreamConfig
+from nats.errors import MaxPayloadError
 from nats.js.errors import APIError
 from sqlmodel import Field, Session, SQLModel
 from typer.testing import CliRunner
@@ -436,3 +437,20 @@ async def test_a_participant_whose_events_a_full_stream_refuses_publishes_them_o
         await eventually(published, "the relay to publish UPDATED_INVENTORY once there is room")
     finally:
         await client.close()
+
+
+async def test_an_event_too_large_to_publish_with_its_headers_is_refused_without_losing_the_connection(
+    nats_url: str,
+) -> None:
+    nc = await broker.connect([nats_url], "pubacks-size-test")
+    try:
+        await broker.ensure_streams(nc.jetstream())
+        pubacks = PubAcks(nc)
+        await pubacks.start()
+        too_large = b"z" * (nc.max_payload - 20)  # fits alone, not with its Nats-Msg-Id header
+        with pytest.raises(MaxPayloadError):
+            await pubacks.publish_all([("saga.filler.big", too_large, "big-1")], timeout=5)
+        assert await pubacks.publish_all([("saga.filler.small", b"1", "small-1")], timeout=10) == [True]
+        assert nc.is_connected and nc.stats["reconnects"] == 0
+    finally:
+        await nc.close()

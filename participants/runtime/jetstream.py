@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import MaxPayloadError
 
 from participants.runtime.tracing import TRACEPARENTS
 
@@ -40,6 +41,8 @@ RECONNECT_CHECK_S = 0.1  # how often a publish waiting for PubAcks looks for a r
 # An idle pull request expires every few seconds (408): this much later without one, or a message,
 # the consumer no longer serves us (deleted, its server lost it). A busy loop gets the margin.
 SERVED_GRACE_S = 5.0
+# Room for a published event's headers (Nats-Msg-Id, traceparent) within max_payload.
+PUBLISH_HEADROOM = 512
 TERM = b"+TERM"
 
 
@@ -245,6 +248,12 @@ class PubAcks:
         """
         if not messages:
             return []
+        # nats-py checks only the payload against max_payload; the server counts the headers too
+        # and closes a connection that goes over, after which nats-py gives up on it for good.
+        limit = self._nc.max_payload - PUBLISH_HEADROOM
+        for subject, payload, _ in messages:
+            if len(payload) > limit:
+                raise MaxPayloadError(f"{subject}: {len(payload)} bytes and headers exceed the server's max_payload")
         pending = _Pending(len(messages), asyncio.get_running_loop().create_future())
         replies = []
         for index, (subject, payload, msg_id) in enumerate(messages):
