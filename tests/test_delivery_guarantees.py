@@ -21,18 +21,22 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import nats
 import orjson
 import pytest
+from saga_checks import assert_conserved, await_terminal
 from sqlalchemy import inspect, text
+from test_replicas import log_lines, replicated  # noqa: F401 (replicated: a fixture, inventory x3 and payment x2)
 
 from participants.contract import CREATED_SALE, STREAM, new_event, parse_sale
 from participants.inventory import participant as inventory
 from participants.runtime import broker, recovery
 from participants.runtime.crashpoints import CrashPoints
 from participants.runtime.daemon import ParticipantDaemon, run
-from participants.runtime.database import OutdatedSchema, create_schema, make_engine, seed_once
+from participants.runtime.database import create_schema, make_engine, seed_once
 from participants.runtime.eventlog import EventLog
+from participants.runtime.loader import BUILT_IN
 from participants.runtime.outbox import OutboxRelay
 from participants.runtime.settings import Settings
 from participants.runtime.transaction import apply_batch
+from sagactl.client import SagaClient
 from sagactl.testing.nats import NatsServer
 
 
@@ -317,6 +321,8 @@ def test_unsent_rows_are_claimed_under_a_lease(db_backend) -> None:  # type: ign
 def test_a_database_from_an_older_version_stops_the_participant_with_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from participants.runtime.database import OutdatedSchema
+
     monkeypatch.setitem(sys.modules, "uvloop", None)  # run() would install it for every later test
     db = tmp_path / "inventory.db"
     with sqlite3.connect(db) as old:  # saga_outbox as the previous version made it
@@ -332,3 +338,37 @@ def test_a_database_from_an_older_version_stops_the_participant_with_one_line(
     assert exit_.value.code == 2
     [fatal] = [orjson.loads(line) for line in out.getvalue().splitlines() if '"fatal"' in line]
     assert "older sagactl" in fatal["error"]
+
+
+# -- item 3, whole system: a replica dead for good -------------------------------------------
+def test_sagas_finish_while_a_replica_that_died_after_its_commit_stays_dead(replicated) -> None:  # type: ignore[no-untyped-def]
+    """Inventory x3; replica 2 is SIGKILLed right after its first commit (its events neither
+    published nor acked) and is never started again: the survivors publish what it committed."""
+    urls = replicated.nats_urls()
+    replicated.stop_participant("inventory", 2)
+
+    def started() -> int:
+        return sum(1 for line in log_lines(replicated, "inventory", 2) if line["what"] == "ready")
+
+    before = started()
+    crashing = replicated.start_participant("inventory", BUILT_IN["inventory"], 2, urls, {"SAGACTL_CRASH_POINT": "after_commit"})
+    deadline = time.monotonic() + 30
+    while started() == before:
+        assert time.monotonic() < deadline, "replica 2 did not start"
+        time.sleep(0.05)
+
+    async def run() -> dict:
+        client = await SagaClient.connect(urls)
+        try:
+            await client.request("inventory", "setup", {"products": {"1": 100}})
+            ids = []
+            while len(ids) < 40 or (crashing.poll() is None and len(ids) < 90):  # until replica 2 got one
+                ids.append(await client.submit(parse_sale(1, 1, "1.00", 1)))
+            await await_terminal(client, ids, timeout=60)
+            return await assert_conserved(client)
+        finally:
+            await client.close()
+
+    totals = asyncio.run(run())
+    assert crashing.wait(timeout=30) == -9, "replica 2 was expected to die at after_commit"
+    assert totals["finalized"] == totals["sales"]
