@@ -166,8 +166,10 @@ async def test_an_event_queued_past_the_duplicate_window_is_looked_up_not_republ
     nats_server: NatsServer, client: nats.NATS, tmp_path: Path
 ) -> None:
     """An event was stored but its PubAck was lost, then the server stayed away for longer than
-    the duplicate window (1 s here). Publishing it again would store a second copy: the relay
-    hands it back to the table, the sweep finds it in the stream and marks it sent."""
+    the duplicate window (1 s here). Past the window a second copy would be stored (a server that
+    stays up forgets the id; one that restarts, as here, rebuilds its dedupe state from its last
+    messages and forgets it one window later, so this test passes on the old code too): the
+    relay hands the event back to the table, the sweep finds it in the stream and marks it sent."""
     db_url = inventory_db(tmp_path)
     js = client.jetstream()
     await broker.ensure_streams(js, duplicate_window_s=1.0)
@@ -193,6 +195,7 @@ async def test_an_event_queued_past_the_duplicate_window_is_looked_up_not_republ
                                         i=event_id) == 1, "the row to be marked sent")
         await eventually(lambda: relay.backlog == 0, "the relay to be idle")
         assert await stream_ids(js, subject) == [event_id]
+        assert '"relay_expired"' in out.getvalue() and '"outbox_recovered"' in out.getvalue()
         stopping.set()
         await asyncio.wait_for(task, 10)
     finally:
