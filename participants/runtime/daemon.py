@@ -29,8 +29,8 @@ from participants.runtime.database import OutdatedSchema, create_schema, make_en
 from participants.runtime.eventlog import EventLog
 from participants.runtime.faults import with_faults
 from participants.runtime.outbox import OutboxRelay
-from participants.runtime.retention import Retention
 from participants.runtime.participant import Participant, Simulation, as_events
+from participants.runtime.retention import Retention
 from participants.runtime.settings import ConfigError, Settings
 from participants.runtime.settle import MAX_RETRY_DELAY_S, Settler, Verdict, failure_action
 from participants.runtime.transaction import (
