@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from polling import eventually
 from sqlalchemy import text
 from sqlmodel import Session, select
 
@@ -142,7 +142,7 @@ async def _totals(urls: list[str]) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("point", ["after_commit", "after_publish", "mid_batch"])
-def test_a_participant_killed_at_a_crash_point_loses_and_doubles_nothing(state, point: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_participant_killed_at_a_crash_point_loses_and_doubles_nothing(state, fast_ack: None, point: str) -> None:  # type: ignore[no-untyped-def]
     supervisor = Supervisor(state)
     try:
         urls = supervisor.up(None, extra_env={"inventory": {"SAGACTL_CRASH_POINT": f"{point}:1"}})
@@ -150,10 +150,10 @@ def test_a_participant_killed_at_a_crash_point_loses_and_doubles_nothing(state, 
         try:
             task = waiting.create_task(_submit_and_wait(urls, 8))
             # Inventory dies at its crash point; `up` restarts it (without the crash point this time).
-            deadline = time.monotonic() + 30
-            while all(p.running for p in supervisor.processes()):
-                waiting.run_until_complete(asyncio.sleep(0.05))
-                assert time.monotonic() < deadline, "inventory never reached its crash point"
+            async def crashed() -> bool:
+                return not all(p.running for p in supervisor.processes())
+
+            waiting.run_until_complete(eventually(crashed, "inventory to reach its crash point", 30, every=0.05))
             supervisor.up(None)
             outcomes = waiting.run_until_complete(task)
             quantity, balance = waiting.run_until_complete(_totals(urls))
@@ -174,10 +174,11 @@ def test_a_poison_event_is_dead_lettered_and_blocks_nothing(system: Supervisor) 
             js = client.nc.jetstream()
             await js.publish("saga.sale.created", b"{not json", headers={"Nats-Msg-Id": "poison-1"})
             outcomes = await _submit_and_wait(urls, 3)
-            deadline = time.monotonic() + 20
-            while (await js.stream_info("SAGA_DLQ")).state.messages < 1:
-                assert time.monotonic() < deadline, "the poison event was not dead-lettered"
-                await asyncio.sleep(0.1)
+
+            async def parked() -> bool:
+                return (await js.stream_info("SAGA_DLQ")).state.messages >= 1
+
+            await eventually(parked, "the poison event to be dead-lettered", 20)
             return outcomes, (await js.stream_info("SAGA_DLQ")).state.messages
         finally:
             await client.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from typing import TYPE_CHECKING
 
 import orjson
@@ -44,7 +45,8 @@ class ControlEndpoints:
             await nc.subscribe(control_subject(name, verb), queue=name, cb=self.on_request)
 
     async def on_ping(self, msg: Msg) -> None:
-        body = {"participant": self.name, "replica": self.daemon.settings.replica, "pid": os.getpid()}
+        body = {"participant": self.name, "replica": self.daemon.settings.replica, "pid": os.getpid(),
+                "metrics_url": self.daemon.metrics.url}
         await msg.respond(orjson.dumps(body))
 
     async def on_discover(self, msg: Msg) -> None:
@@ -59,6 +61,7 @@ class ControlEndpoints:
             "requests": sorted(participant.requests),
             "tables": [t.__tablename__ for t in participant.tables],  # type: ignore[attr-defined]
             "event_types": dict(SUBJECTS),
+            "metrics_url": self.daemon.metrics.url,
         }
         await msg.respond(orjson.dumps(body))
 
@@ -92,6 +95,7 @@ class ControlEndpoints:
     async def on_request(self, msg: Msg) -> None:
         daemon = self.daemon
         verb = msg.subject.rsplit(".", 1)[1]
+        started = time.perf_counter()
         messages: list[Message] = []
         try:
             body = orjson.loads(msg.data)
@@ -101,7 +105,10 @@ class ControlEndpoints:
                 reply, emitted = daemon.simulation.request(verb, body)
                 messages = outbox_messages(emitted)
             else:
-                reply, _, messages = run_request(daemon.connection(), daemon.participant.requests[verb], body)
+                reply, emitted, messages = run_request(daemon.connection(), daemon.participant.requests[verb], body)
+            daemon.metrics.requested(emitted)
+            if daemon.tracing.enabled and emitted:
+                daemon.tracing.requested(msg.headers, verb, emitted, time.perf_counter() - started)
         except (ContractError, orjson.JSONDecodeError) as exc:
             reply = {"error": str(exc)}
         except Exception as exc:

@@ -21,18 +21,20 @@ from nats.js import JetStreamContext
 from sqlalchemy import Connection
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from participants.contract import STREAM, ContractError, Event, parse_event
+from participants.contract import STREAM, ContractError, Event, parse_event, replay_subject
 from participants.runtime import broker, jetstream, recovery
 from participants.runtime.control import ControlEndpoints
 from participants.runtime.crashpoints import AFTER_COMMIT, MID_BATCH, CrashPoints
 from participants.runtime.database import OutdatedSchema, create_schema, make_engine, seed_once
 from participants.runtime.eventlog import EventLog
 from participants.runtime.faults import with_faults
+from participants.runtime.metrics import MetricsSettings, RuntimeMetrics, count_inbox
 from participants.runtime.outbox import OutboxRelay
-from participants.runtime.participant import Participant, Simulation, as_events
+from participants.runtime.participant import Participant, RequestHandler, Simulation, as_events
 from participants.runtime.retention import Retention
 from participants.runtime.settings import ConfigError, Settings
 from participants.runtime.settle import MAX_RETRY_DELAY_S, Settler, Verdict, failure_action
+from participants.runtime.tracing import Tracing
 from participants.runtime.transaction import (
     Applied,
     Message,
@@ -40,6 +42,7 @@ from participants.runtime.transaction import (
     apply_batch,
     apply_event,
     outbox_messages,
+    run_request,
 )
 
 FETCH_TIMEOUT_S = 0.5
@@ -55,6 +58,8 @@ class ParticipantDaemon:
         self.settings = settings
         self.log = EventLog(participant.name, settings.replica)
         self.crash = CrashPoints(settings.crash_point)
+        self.metrics = RuntimeMetrics(participant.name, MetricsSettings.from_env())
+        self.tracing = Tracing(participant.name, settings.replica)  # off unless OTEL_* variables ask
         self.engine = make_engine(settings.db_url, settings.sqlite_synchronous, settings.sqlite_busy_timeout_s)
         self.simulation: Simulation | None = None
         if settings.raw:
@@ -94,6 +99,10 @@ class ParticipantDaemon:
         self.relay = OutboxRelay(None if settings.raw else self.engine, self.nc, self.crash, self.log, retention,
                                  consumer=durable, duplicate_window_s=window, slot=str(settings.replica))
         await self.relay.start()  # what a previous process in this slot never marked sent
+        self.metrics.outbox_backlog = lambda: self.relay.backlog  # type: ignore[union-attr]
+        self.metrics.serve()
+        if not settings.raw:
+            self.metrics.sample_inbox(lambda: count_inbox(self.connection()), self.stopping)
         await ControlEndpoints(self).subscribe()
         self.puller = jetstream.PullConsumer(self.nc, STREAM, durable, settings.batch_size, PULL_EXPIRES_S)
         await self.puller.start()
@@ -101,11 +110,15 @@ class ParticipantDaemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         relay_task = asyncio.create_task(self.relay.run(self.stopping))
+        periodic = self.participant.periodic
+        periodic_task = asyncio.create_task(self._periodic(*periodic)) if periodic and not settings.raw else None
         self.log.write("ready", pid=os.getpid(), subjects=self.participant.subjects, raw=settings.raw,
-                       replicas=settings.replicas, batch=settings.batch_size)
+                       replicas=settings.replicas, batch=settings.batch_size, metrics_url=self.metrics.url)
         try:
             await self._consume(self.puller)
         finally:
+            if periodic_task is not None:
+                periodic_task.cancel()
             await self.puller.stop()
             try:
                 await asyncio.wait_for(relay_task, timeout=3)  # publishes and acks what is queued
@@ -123,6 +136,8 @@ class ParticipantDaemon:
                 pass
             self._reset_connection()
             self.engine.dispose()
+            self.metrics.stop()
+            self.tracing.shutdown()
             self.log.write("stopped")
 
     async def _declare(self, durable: str) -> None:
@@ -156,6 +171,22 @@ class ParticipantDaemon:
         if what == "reconnected" and self.puller is not None:
             self.puller.forget_requests()
         self.log.write("nats", state=what)
+
+    async def _periodic(self, every_s: float, handler: RequestHandler) -> None:
+        """The participant's periodic work, at once at start and then every `every_s` seconds."""
+        while not self.stopping.is_set():
+            try:
+                _, _, messages = run_request(self.connection(), handler, {})
+            except Exception as exc:  # its database failing: try again next time
+                self.log.write("periodic_failed", error=repr(exc))
+                self._reset_connection()
+                messages = []
+            if messages:
+                self.relay.submit(messages)  # type: ignore[union-attr]
+            try:
+                await asyncio.wait_for(self.stopping.wait(), every_s)
+            except asyncio.TimeoutError:
+                pass
 
     # -- consuming -----------------------------------------------------------------------
     async def _consume(self, puller: jetstream.PullConsumer) -> None:
@@ -211,11 +242,15 @@ class ParticipantDaemon:
             self.log.write("batch", size=len(msgs), age_ms=round((time.time() - int(msgs[0].reply.split(".")[7]) / 1e9) * 1000, 2),
                            took_ms=round((time.perf_counter() - started) * 1000, 2), backlog=self.relay.backlog)
         self.log.flush()
+        self.metrics.batch(len(msgs), time.perf_counter() - started)
         if to_ack:
             self.crash.reach(AFTER_COMMIT)
             replies = [msg.reply for msg in to_ack]
             self.relay.submit(messages, then=lambda: self.settler.ack(replies))  # type: ignore[union-attr]
         for msg, verdict in settled:
+            self.metrics.settled(msg.subject, verdict.action, jetstream.delivery_info(msg.reply)[1])
+            if self.tracing.enabled:
+                self.tracing.settled(msg.headers, msg.data, verdict.action, jetstream.delivery_info(msg.reply)[1])
             await self.settler.settle(msg, verdict)
 
     def _apply_batch(self, events: list[tuple[Msg, Event]]) -> tuple[list[Outcome], list[Message]] | None:
@@ -251,7 +286,7 @@ class ParticipantDaemon:
         event = parse_event(msg.data)
         if event.type not in self.participant.handlers:
             raise ContractError(f"{self.participant.name} does not handle {event.type}")
-        if msg.subject != event.subject:
+        if msg.subject != event.subject and msg.subject != replay_subject(self.participant.name):
             raise ContractError(f"{event.type} published on {msg.subject}, expected {event.subject}")
         return event
 
@@ -274,6 +309,11 @@ class ParticipantDaemon:
         return Verdict("ack"), outcome.emitted
 
     def _log_outcome(self, msg: Msg, event: Event, outcome: Outcome, ms: float) -> None:
+        deliveries = jetstream.delivery_info(msg.reply)[1]
+        self.metrics.handled(event.type, outcome.applied is Applied.DONE, outcome.emitted, deliveries)
+        if self.tracing.enabled:
+            self.tracing.handled(msg.headers, event, "applied" if outcome.applied is Applied.DONE else "duplicate",
+                                 outcome.emitted, deliveries, ms / 1000)
         self.log.write(
             "handled" if outcome.applied is Applied.DONE else "duplicate",
             flush=False,
@@ -282,7 +322,7 @@ class ParticipantDaemon:
             type=event.type,
             emitted=[e.type for e in outcome.emitted],
             reason=next((e.reason for e in outcome.emitted if e.reason), None),
-            deliveries=jetstream.delivery_info(msg.reply)[1],
+            deliveries=deliveries,
             ms=round(ms, 3),
         )
 
