@@ -8,7 +8,7 @@ import urllib.request
 from typing import Any
 
 import pytest
-from observing import wait_for
+from polling import wait_for
 from prometheus_client.parser import text_string_to_metric_families
 from test_cli import runner, sagactl
 
@@ -87,7 +87,7 @@ def test_status_list_and_metrics_show_the_whole_system(system: Supervisor) -> No
         assert result.exit_code == 0, result.output
         report = json.loads(result.stdout)
         inventory = sum(s["value"] for s in report["samples"] if s["name"] == "sagactl_events_handled_total"
-                        and s["labels"]["participant"] == "inventory")
+                        and s["labels"]["participant"] == "inventory" and s["labels"]["type"] in ("CREATED_SALE", "FAILED_PAYMENT"))
         return report if inventory == 4 else None  # CREATED_SALE x3, FAILED_PAYMENT x1
 
     report = wait_for(merged, what="sagactl metrics to see inventory's four events")
@@ -98,7 +98,11 @@ def test_status_list_and_metrics_show_the_whole_system(system: Supervisor) -> No
     table = runner.invoke(app, ["metrics", "--state-dir", str(system.state.root)], env={"COLUMNS": "200"})
     assert table.exit_code == 0, table.output
     assert "insufficient balance" in table.stdout and "inventory" in table.stdout
-    wait_for(lambda: value(scrape(urls["inventory"]), "sagactl_inbox_rows") == 4, what="inventory's sampled inbox rows")
+    def inbox_matches() -> bool:  # one inbox row per event inventory applied
+        samples = scrape(urls["inventory"])
+        return value(samples, "sagactl_inbox_rows") == value(samples, "sagactl_events_handled_total", outcome="applied") >= 4
+
+    wait_for(inbox_matches, what="inventory's sampled inbox rows")
     targets = json.loads(sagactl(system, "metrics", "--targets").stdout)  # Prometheus file_sd
     assert {f"http://{t['targets'][0]}{t['labels']['__metrics_path__']}": t["labels"]["participant"] for t in targets} == \
         {url: name for name, url in urls.items()}

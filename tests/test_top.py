@@ -17,7 +17,7 @@ import threading
 from typing import Iterator
 
 import pytest
-from observing import wait_for
+from polling import wait_for
 from test_cli import runner, sagactl
 
 from participants.runtime.loader import BUILT_IN
@@ -77,7 +77,7 @@ class Terminal:
                 self.returncode = os.waitstatus_to_exitcode(status)
             return self.returncode is not None
 
-        wait_for(exited, timeout, "sagactl top to exit")
+        wait_for(exited, what="sagactl top to exit", timeout=timeout)
         return int(self.returncode)  # type: ignore[arg-type]
 
     def kill(self) -> None:

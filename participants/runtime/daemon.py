@@ -14,7 +14,6 @@ import asyncio
 import os
 import signal
 import time
-from datetime import datetime
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -22,16 +21,17 @@ from nats.js import JetStreamContext
 from sqlalchemy import Connection
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from participants.contract import STREAM, ContractError, Event, parse_event
-from participants.runtime import broker, jetstream, recovery
+from participants.contract import STREAM, ContractError, Event, parse_event, replay_subject
+from participants.runtime import broker, jetstream
 from participants.runtime.control import ControlEndpoints
 from participants.runtime.crashpoints import AFTER_COMMIT, MID_BATCH, CrashPoints
-from participants.runtime.database import create_schema, make_engine, seed_once
+from participants.runtime.database import OutdatedSchema, create_schema, make_engine, seed_once
 from participants.runtime.eventlog import EventLog
 from participants.runtime.faults import with_faults
 from participants.runtime.metrics import MetricsSettings, RuntimeMetrics, count_inbox
-from participants.runtime.outbox import OutboxRelay, Retention
-from participants.runtime.participant import Participant, Simulation, as_events
+from participants.runtime.outbox import OutboxRelay
+from participants.runtime.participant import Participant, RequestHandler, Simulation, as_events
+from participants.runtime.retention import Retention
 from participants.runtime.settings import ConfigError, Settings
 from participants.runtime.settle import MAX_RETRY_DELAY_S, Settler, Verdict, failure_action
 from participants.runtime.tracing import Tracing
@@ -42,6 +42,7 @@ from participants.runtime.transaction import (
     apply_batch,
     apply_event,
     outbox_messages,
+    run_request,
 )
 
 FETCH_TIMEOUT_S = 0.5
@@ -69,6 +70,7 @@ class ParticipantDaemon:
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
         self.relay: OutboxRelay | None = None
+        self.window_s = broker.DUPLICATE_WINDOW_S  # the stream's, once asked
         self.puller: jetstream.PullConsumer | None = None
         self.settler: Settler  # once connected
         # One connection kept open for the hot path: no pool checkout and reset per batch. All
@@ -93,8 +95,10 @@ class ParticipantDaemon:
         retention = Retention.for_consumer(
             window, settings.max_deliver, settings.ack_wait_s, MAX_RETRY_DELAY_S, settings.outbox_keep_s
         )
-        self.relay = OutboxRelay(None if settings.raw else self.engine, self.nc, self.crash, self.log, retention)
-        await self.relay.start(lambda rows: self._stored_already(rows, window))  # what a previous run never marked sent
+        self.window_s = window
+        self.relay = OutboxRelay(None if settings.raw else self.engine, self.nc, self.crash, self.log, retention,
+                                 consumer=durable, duplicate_window_s=window, slot=str(settings.replica))
+        await self.relay.start()  # what a previous process in this slot never marked sent
         self.metrics.outbox_backlog = lambda: self.relay.backlog  # type: ignore[union-attr]
         self.metrics.serve()
         if not settings.raw:
@@ -106,11 +110,15 @@ class ParticipantDaemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         relay_task = asyncio.create_task(self.relay.run(self.stopping))
+        periodic = self.participant.periodic
+        periodic_task = asyncio.create_task(self._periodic(*periodic)) if periodic and not settings.raw else None
         self.log.write("ready", pid=os.getpid(), subjects=self.participant.subjects, raw=settings.raw,
                        replicas=settings.replicas, batch=settings.batch_size, metrics_url=self.metrics.url)
         try:
             await self._consume(self.puller)
         finally:
+            if periodic_task is not None:
+                periodic_task.cancel()
             await self.puller.stop()
             try:
                 await asyncio.wait_for(relay_task, timeout=3)  # publishes and acks what is queued
@@ -151,13 +159,6 @@ class ParticipantDaemon:
                     raise broker.BrokerUnavailable(f"JetStream is not usable: {broker.describe(exc)}") from None
                 await asyncio.sleep(0.2)
 
-    async def _stored_already(self, rows: list[tuple[str, str, datetime]], window: float) -> set[str]:
-        try:
-            return await recovery.stored_already(self.nc, rows, window)  # type: ignore[arg-type]
-        except Exception as exc:  # cannot tell: publish them again, as before
-            self.log.write("outbox_recovery_failed", error=broker.describe(exc))
-            return set()
-
     async def _duplicate_window(self) -> float:
         """The SAGA stream's duplicate window as the server has it (another process may have created it)."""
         assert self.js is not None
@@ -170,6 +171,22 @@ class ParticipantDaemon:
         if what == "reconnected" and self.puller is not None:
             self.puller.forget_requests()
         self.log.write("nats", state=what)
+
+    async def _periodic(self, every_s: float, handler: RequestHandler) -> None:
+        """The participant's periodic work, at once at start and then every `every_s` seconds."""
+        while not self.stopping.is_set():
+            try:
+                _, _, messages = run_request(self._connection(), handler, {})
+            except Exception as exc:  # its database failing: try again next time
+                self.log.write("periodic_failed", error=repr(exc))
+                self._reset_connection()
+                messages = []
+            if messages:
+                self.relay.submit(messages)  # type: ignore[union-attr]
+            try:
+                await asyncio.wait_for(self.stopping.wait(), every_s)
+            except asyncio.TimeoutError:
+                pass
 
     # -- consuming -----------------------------------------------------------------------
     async def _consume(self, puller: jetstream.PullConsumer) -> None:
@@ -204,7 +221,7 @@ class ParticipantDaemon:
                 settled.append((msg, Verdict("dead", f"poison: {exc}")))
         to_ack: list[Msg] = []
         messages: list[Message] = []
-        batch = self._apply_batch([e for _, e in events]) if events else None
+        batch = self._apply_batch(events) if events else None
         if batch is not None:
             outcomes, messages = batch
             per_event_ms = (time.perf_counter() - started) * 1000 / len(events)
@@ -236,14 +253,15 @@ class ParticipantDaemon:
                 self.tracing.settled(msg.headers, msg.data, verdict.action, jetstream.delivery_info(msg.reply)[1])
             await self.settler.settle(msg, verdict)
 
-    def _apply_batch(self, events: list[Event]) -> tuple[list[Outcome], list[Message]] | None:
+    def _apply_batch(self, events: list[tuple[Msg, Event]]) -> tuple[list[Outcome], list[Message]] | None:
         """All events in one transaction (or, raw, in memory); None when the batch failed as a whole."""
         if self.simulation is not None:
-            outcomes = [Outcome(Applied.DONE, as_events(self.simulation.handle(e))) for e in events]
+            outcomes = [Outcome(Applied.DONE, as_events(self.simulation.handle(e))) for _, e in events]
             return outcomes, [m for o in outcomes for m in outbox_messages(o.emitted)]
         assert self.relay is not None
         sent = self.relay.take_sent()
-        result = apply_batch(self.connection(), self.participant, events, lambda: self.crash.reach(MID_BATCH), sent)
+        result = apply_batch(self.connection(), self.participant, [e for _, e in events], lambda: self.crash.reach(MID_BATCH),
+                             sent, [jetstream.delivery_info(m.reply)[0] for m, _ in events], self.window_s)
         if result is None:
             self.relay.give_back(sent)
             self._reset_connection()
@@ -268,7 +286,7 @@ class ParticipantDaemon:
         event = parse_event(msg.data)
         if event.type not in self.participant.handlers:
             raise ContractError(f"{self.participant.name} does not handle {event.type}")
-        if msg.subject != event.subject:
+        if msg.subject != event.subject and msg.subject != replay_subject(self.participant.name):
             raise ContractError(f"{event.type} published on {msg.subject}, expected {event.subject}")
         return event
 
@@ -277,7 +295,7 @@ class ParticipantDaemon:
         started = time.perf_counter()
         _, deliveries = jetstream.delivery_info(msg.reply)
         try:
-            outcome = apply_event(self.engine, self.participant, event)
+            outcome = apply_event(self.engine, self.participant, event, jetstream.delivery_info(msg.reply)[0], self.window_s)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             self.log.write(
@@ -328,6 +346,9 @@ def run(participant: Participant, settings: Settings | None = None) -> None:
     except broker.BrokerUnavailable as exc:
         daemon.log.write("fatal", error=str(exc))
         raise SystemExit(3) from None
+    except OutdatedSchema as exc:  # a database made by an older version: no migration
+        daemon.log.write("fatal", error=f"database: {exc}")
+        raise SystemExit(2) from None
     except OperationalError as exc:  # the database is unreachable or refused us at start
         daemon.log.write("fatal", error=f"database: {' '.join(str(exc.orig).split())}")
         raise SystemExit(3) from None

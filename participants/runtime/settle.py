@@ -17,7 +17,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from participants.contract import DEAD_LETTER_SUBJECT_ROOT
+from participants.contract import DEAD_LETTER_SUBJECT_ROOT, Refused
 from participants.runtime import broker, jetstream
 from participants.runtime.eventlog import EventLog
 from participants.runtime.participant import TransientError
@@ -56,7 +56,10 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def failure_action(exc: BaseException, deliveries: int, max_deliver: int) -> Literal["retry", "dead"]:
-    """Retry a transient failure always, a poison one until its last allowed delivery."""
+    """Retry a transient failure always, a poison one until its last allowed delivery; a refusal
+    (the event contradicts the participant's rows, so no retry can change the answer) never."""
+    if isinstance(exc, Refused):
+        return "dead"
     if is_transient(exc) or deliveries < max_deliver:
         return "retry"
     return "dead"

@@ -13,6 +13,7 @@ from sagactl.cli.common import (
     StateDirOption,
     err,
     handle_errors,
+    nats_urls,
     out,
     print_json,
     run_async,
@@ -24,6 +25,7 @@ from sagactl.system.supervisor import Supervisor, load
 participant_app = typer.Typer(
     help="Run your own participant (or a built-in) and list the participants that answer on NATS.",
     no_args_is_help=True,
+    epilog="Examples:\n$ sagactl participant list\n$ sagactl participant run examples.shipping:participant",
 )
 
 
@@ -51,12 +53,13 @@ def run(
     Example: sagactl participant run examples.shipping:participant
     """
     from participants.runtime import run as run_participant
+    from participants.runtime.settings import db_url_env, to_env
 
     participant = load(reference)
     supervisor = Supervisor(state_dir(state))
-    urls = supervisor.nats_urls(nats_url)
+    urls = nats_urls(supervisor, nats_url)
     supervisor.state.make()
-    extra = {f"SAGACTL_DB_URL_{participant.name.upper()}": db_url} if db_url else {}
+    extra = to_env(participant.name, db_url=db_url) if db_url else {}
     if metrics_port is not None:
         extra["SAGACTL_METRICS_PORT"] = str(metrics_port)
     if metrics_host:
@@ -64,7 +67,7 @@ def run(
     # The same environment `sagactl up` gives the processes it starts.
     os.environ.update(supervisor.participant_env(participant.name, replica, urls, extra))
     err.print(f"participant {participant.name}: NATS {supervisor.describe_url(urls)}, "
-              f"database {os.environ[f'SAGACTL_DB_URL_{participant.name.upper()}']}; Ctrl-C stops it")
+              f"database {os.environ[db_url_env(participant.name)]}; Ctrl-C stops it")
     run_participant(participant)
 
 
@@ -75,7 +78,7 @@ def list_participants(state: StateDirOption = None, nats_url: NatsUrlOption = No
 
     Example: sagactl participant list --json
     """
-    urls = Supervisor(state_dir(state)).nats_urls(nats_url)
+    urls = nats_urls(Supervisor(state_dir(state)), nats_url)
     found = run_async(_discover(urls))
     if json:
         print_json(found)
@@ -98,22 +101,9 @@ async def _discover(urls: list[str]) -> list[dict[str, Any]]:
 
 
 def _print(found: list[dict[str, Any]]) -> None:
-    from rich.table import Table
+    from sagactl.views.lists import participants_table
 
     if not found:
         err.print("no participant answered")
         return
-    table = Table(title="participants", title_justify="left")
-    for column in ("participant", "replica", "host", "pid", "handles", "tables", "metrics"):
-        table.add_column(column)
-    for p in found:
-        table.add_row(p["participant"], str(p["replica"]), str(p["host"]), str(p["pid"]),
-                      ", ".join(p["handles"] or []), ", ".join(p["tables"] or []), _address(p["metrics_url"]))
-    out.print(table)
-
-
-def _address(metrics_url: str | None) -> str:
-    """host:port of a /metrics URL (the path is always /metrics; --json has the whole URL)."""
-    if not metrics_url:
-        return "off"
-    return metrics_url.removeprefix("http://").removesuffix("/metrics")
+    out.print(participants_table(found))
