@@ -102,7 +102,7 @@ class BatchHandler:
         sent = self.daemon.relay.take_sent()
         try:
             result = apply_batch(self.daemon.db.get(), self.daemon.participant, [e for _, e in events], lambda: self.daemon.crash.reach(MID_BATCH),
-                                 sent, [jetstream.delivery_info(m.reply)[0] for m, _ in events], self.daemon.window_s)
+                                 sent, [jetstream.delivery_info(m.reply)[0] for m, _ in events], self.daemon.blind_within_s)
         except Exception:  # the database failed (the caller naks the batch): mark those sent later
             self.daemon.relay.give_back(sent)
             raise
@@ -125,7 +125,7 @@ class BatchHandler:
         started = time.perf_counter()
         _, deliveries = jetstream.delivery_info(msg.reply)
         try:
-            outcome = apply_event(self.daemon.engine, self.daemon.participant, event, jetstream.delivery_info(msg.reply)[0], self.daemon.window_s)
+            outcome = apply_event(self.daemon.engine, self.daemon.participant, event, jetstream.delivery_info(msg.reply)[0], self.daemon.blind_within_s)
         except Exception as exc:
             if database_failed(exc):
                 raise  # the batch's caller naks this event and the rest

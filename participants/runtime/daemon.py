@@ -21,7 +21,7 @@ from nats.js import JetStreamContext
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from participants.contract import STREAM
-from participants.runtime import broker, jetstream
+from participants.runtime import broker, jetstream, recovery
 from participants.runtime.batches import BatchHandler
 from participants.runtime.control import ControlEndpoints
 from participants.runtime.crashpoints import CrashPoints
@@ -67,7 +67,7 @@ class ParticipantDaemon:
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
         self.relay: OutboxRelay | None = None
-        self.window_s = broker.DUPLICATE_WINDOW_S  # the stream's, once asked
+        self.blind_within_s = recovery.blind_limit_s(broker.DUPLICATE_WINDOW_S)  # from the stream's window, once asked
         self.puller: jetstream.PullConsumer | None = None
         self.settler: Settler  # once connected
         self.db = KeptConnection(self.engine)
@@ -96,7 +96,7 @@ class ParticipantDaemon:
         retention = Retention.for_consumer(
             window, settings.max_deliver, settings.ack_wait_s, MAX_RETRY_DELAY_S, settings.outbox_keep_s
         )
-        self.window_s = window
+        self.blind_within_s = recovery.blind_limit_s(window)  # a duplicate's unsent rows younger than this are republished
         self.relay = OutboxRelay(None if settings.raw else self.engine, self.nc, self.crash, self.log, retention,
                                  consumer=durable, duplicate_window_s=window, slot=str(settings.replica))
         await self.relay.start()  # what a previous process in this slot never marked sent

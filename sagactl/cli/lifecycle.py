@@ -151,7 +151,7 @@ def _status_report(supervisor: Supervisor, nats_url: str | None) -> dict[str, An
     if urls:
         running = [p for p in report["participants"] if p["running"]]
         try:
-            result = run_async(_stream_report(urls, supervisor.expected_participants(),
+            result = run_async(_stream_report(urls, {(p["name"], p["replica"]) for p in running},
                                               sorted({p["name"] for p in running}), len(running)))
             pings = result.pop("pings")
             report.update(result)
@@ -197,7 +197,7 @@ def _servers_and_databases(supervisor: Supervisor) -> dict[str, Any]:
             "databases": {name: redact_db_url(url) for name, url in databases.items()}}
 
 
-async def _stream_report(urls: list[str], expected: list[str], running: list[str], processes: int) -> dict[str, Any]:
+async def _stream_report(urls: list[str], replicas: set[tuple[str, int]], running: list[str], processes: int) -> dict[str, Any]:
     from nats.js.errors import NotFoundError
 
     from participants.contract import DEAD_LETTER_STREAM, STREAM
@@ -211,7 +211,7 @@ async def _stream_report(urls: list[str], expected: list[str], running: list[str
     try:
         js = nc.jetstream()
         result: dict[str, Any] = {"stream": None, "consumers": [], "dead_letters": None,
-                                  "metrics_urls": await metrics_urls(nc, expected)}
+                                  "metrics_urls": await metrics_urls(nc, replicas)}
         result["pings"] = await ping_replicas(nc, running, expected=processes) if running else []
         try:
             info = await js.stream_info(STREAM)
