@@ -8,22 +8,20 @@ from pathlib import Path
 import orjson
 import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlmodel import Session, select
+from sqlmodel import Field, Session, SQLModel, select
 
 from participants.contract import (
     CREATED_SALE,
-    UPDATED_INVENTORY,
     ContractError,
+    Event,
     new_event,
     parse_sale,
 )
-from participants.payment import participant as payment
-from participants.payment.models import Payment, User
-from participants.runtime import TransientError
-from participants.runtime.database import create_schema, make_engine, seed_once
-from participants.runtime.settle import failure_action, is_transient
+from participants.runtime import Participant, TransientError
+from participants.runtime.database import create_schema, make_engine
 from participants.runtime.rows import read_page
 from participants.runtime.settings import ConfigError, Settings
+from participants.runtime.settle import failure_action, is_transient
 from participants.runtime.transaction import apply_event, apply_request
 from participants.sale import participant as sale
 from participants.sale.handlers import submit
@@ -57,19 +55,30 @@ def test_which_failures_are_transient(exc: BaseException, transient: bool) -> No
     assert failure_action(exc, deliveries=4, max_deliver=5) == "retry"
 
 
+class OneLabel(SQLModel, table=True):
+    """A participant table whose UNIQUE column a careless handler breaks on its second event."""
+
+    __tablename__ = "test_one_label"
+    id: int | None = Field(default=None, primary_key=True)
+    label: str = Field(unique=True)
+
+
+def _label_everything(event: Event, session: Session) -> None:
+    session.add(OneLabel(label="the same for every event"))
+    session.flush()
+
+
 def test_a_handler_row_breaking_a_constraint_is_a_failure_not_a_race(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'payment.db'}")
-    create_schema(engine, payment.all_tables)
-    seed_once(engine, payment.seed())
-    with Session(engine) as session:
-        session.add(Payment(user_id=1, sale_id=1, value="5.00"))
-        session.commit()
-    # A second, distinct UPDATED_INVENTORY for sale 1: its payment row breaks payments.sale_id UNIQUE.
-    event = new_event(CREATED_SALE, 1, parse_sale(1, 1, "20.00", 1), "sale").follow(UPDATED_INVENTORY, "inventory")
+    careless = Participant(name="careless", tables=[OneLabel], handlers={CREATED_SALE: _label_everything})
+    engine = make_engine(f"sqlite:///{tmp_path / 'careless.db'}")
+    create_schema(engine, careless.all_tables)
+    first, second = (new_event(CREATED_SALE, n, parse_sale(1, 1, "20.00", 1), "sale") for n in (1, 2))
+    apply_event(engine, careless, first)
+    # A second, distinct event: the handler's row breaks the UNIQUE label, which is no inbox race.
     with pytest.raises((IntegrityError, sqlite3.IntegrityError)):
-        apply_event(engine, payment, event)
+        apply_event(engine, careless, second)
     with Session(engine) as session:
-        assert session.exec(select(User.balance)).one() == 100  # the debit rolled back with it
+        assert len(session.exec(select(OneLabel)).all()) == 1  # nothing of the second committed
 
 
 def test_settings_name_the_variable_that_is_wrong(monkeypatch: pytest.MonkeyPatch) -> None:
