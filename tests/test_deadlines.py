@@ -14,6 +14,7 @@ from typing import Any
 from participants.contract import parse_sale
 from sagactl.snapshot import read_rows
 from sagactl.streams.histories import read_histories
+from sagactl.system.statedir import StateDir
 from sagactl.system.supervisor import Supervisor
 from tests.driving import checked, connect, eventually, pid_of, quiesce, settle, start_one, wait_dead
 
@@ -64,7 +65,8 @@ async def test_a_sale_expires_while_payment_is_frozen_and_everything_comes_back(
         types = [s.type for s in histories[sale_id].steps]
         assert types.count("CANCELED_SALE") == 1 and "FINALIZED_SALE" not in types
         assert "REFUNDED_PAYMENT" in types, types
-        await checked(client, stuck_after=0)
+        report = await checked(client, stuck_after=0)
+        assert (report.counts["expired"], report.counts["refunds"], report.counts["payments"]) == (1, 1, 0)
     finally:
         await client.close()
 
@@ -122,3 +124,40 @@ async def test_with_sale_replicas_each_sale_expires_exactly_once(system: Supervi
         await checked(client, stuck_after=0)
     finally:
         await client.close()
+
+
+def test_up_keeps_the_sale_deadline_and_status_shows_it(tmp_path: Any) -> None:
+    """`up --sale-deadline` reaches the sale service (a sale submitted without --deadline expires),
+    survives a restart of the sale service, and `status --json` shows it; bad values exit 2."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from sagactl.cli.main import app
+
+    runner = CliRunner()
+    state = str(tmp_path / "state")
+    for bad in ("0", "-3", "soon"):
+        result = runner.invoke(app, ["up", "--sale-deadline", bad, "--state-dir", state])
+        assert result.exit_code == 2, result.output
+    bad_submit = runner.invoke(app, ["submit", "--product-id", "1", "--user-id", "1", "--value", "1", "--quantity", "1",
+                                     "--deadline", "0", "--state-dir", state])
+    assert bad_submit.exit_code == 2 and "--deadline must be" in bad_submit.stderr
+    try:
+        assert runner.invoke(app, ["up", "--sale-deadline", "1", "--state-dir", state]).exit_code == 0
+        status = json.loads(runner.invoke(app, ["status", "--json", "--state-dir", state]).stdout)
+        assert status["sale_deadline"] == 1.0
+        supervisor = Supervisor(StateDir.at(tmp_path / "state"))
+        supervisor.stop_participant("sale", 1)
+        supervisor.up(None)  # the sale service again, with the remembered deadline
+        payment_pid = pid_of(supervisor, "payment")
+        assert payment_pid
+        os.kill(payment_pid, signal.SIGSTOP)
+        try:
+            result = runner.invoke(app, ["submit", "--product-id", "1", "--user-id", "1", "--value", "1.00",
+                                         "--quantity", "1", "--wait", "--timeout", "30", "--json", "--state-dir", state])
+        finally:
+            os.kill(payment_pid, signal.SIGCONT)
+        assert result.exit_code == 1 and json.loads(result.stdout)["reason"] == "deadline exceeded", result.output
+    finally:
+        runner.invoke(app, ["down", "--state-dir", state])

@@ -46,7 +46,13 @@ def render_trace(trace: SagaTrace) -> RenderableType:
             str(step.body.get("producer", "?")), duration(step.since_submit_ms), duration(step.since_previous_ms),
             _handled(step), _note(step),
         )
-    parts: list[RenderableType] = [title, details, table]
+    parts: list[RenderableType] = [title, details]
+    if trace.deadline_at:
+        fired = trace.deadline_fired
+        parts.append(Text(f"deadline {trace.deadline_at}: " + (
+            f"fired at +{duration(fired.since_submit_ms)} (seq {fired.event.seq}); the compensations after it undo the sale"
+            if fired else "not fired"), style="magenta" if fired else "dim"))
+    parts.append(table)
     if trace.waiting_for is not None:
         waiting = trace.waiting_for
         parts.append(Text(f"waiting for {' or '.join(waiting.emits)} from {waiting.actor} "
