@@ -14,6 +14,7 @@ from typing import Any
 from participants.contract import parse_sale
 from sagactl.snapshot import read_rows
 from sagactl.streams.histories import read_histories
+from sagactl.system.processes import read_pid
 from sagactl.system.statedir import StateDir
 from sagactl.system.supervisor import Supervisor
 from tests.driving import checked, connect, eventually, pid_of, quiesce, settle, start_one, wait_dead
@@ -161,3 +162,28 @@ def test_up_keeps_the_sale_deadline_and_status_shows_it(tmp_path: Any) -> None:
         assert result.exit_code == 1 and json.loads(result.stdout)["reason"] == "deadline exceeded", result.output
     finally:
         runner.invoke(app, ["down", "--state-dir", state])
+
+
+async def test_with_payment_replicas_a_late_charge_and_its_cancel_meet_once(system: Supervisor) -> None:
+    """Two payment replicas frozen while ten sales expire; thawed, they share the late
+    UPDATED_INVENTORY and CANCELED_SALE events, often one replica each for the same sale: the
+    payment row (one per sale, inserted first by whichever commits first) decides."""
+    system.up(None, replicas={"payment": 2})
+    pids = [pid for n in (1, 2) if (pid := read_pid(system.state.pid_file("payment", n)))]
+    assert len(pids) == 2
+    client = await connect(system)
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            sale_ids = [await client.submit(parse_sale(1, 1, "5.00", 1), deadline=1.0) for _ in range(10)]
+            await canceled_by_deadline(client, sale_ids)
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+        await quiesce(client)
+        assert await stock_and_money(client) == (10, Decimal("100.00"))
+        assert all(r["state"] in ("REFUNDED", "CANCELED") for r in await read_rows(client, "payment", "payments"))
+        await checked(client, stuck_after=0)
+    finally:
+        await client.close()
