@@ -56,6 +56,15 @@ SUBJECTS: dict[str, str] = {
     REFUNDED_PAYMENT: "saga.payment.refunded",
 }
 TERMINAL_TYPES = frozenset({FINALIZED_SALE, CANCELED_SALE})
+
+# A sale's status: PENDING from its submit until a terminal event says how it ended.
+STATUS_PENDING = "PENDING"
+STATUS_FINALIZED = "FINALIZED"
+STATUS_CANCELED = "CANCELED"
+SALE_STATUSES = (STATUS_PENDING, STATUS_FINALIZED, STATUS_CANCELED)
+TERMINAL_STATUSES = (STATUS_FINALIZED, STATUS_CANCELED)
+# Terminal event type -> the status it gives its sale.
+STATUS_AFTER = {FINALIZED_SALE: STATUS_FINALIZED, CANCELED_SALE: STATUS_CANCELED}
 # Events that undo or end a saga that failed; views colour them as such.
 FAILURE_TYPES = frozenset({FAILED_PAYMENT, ROLLBACK_INVENTORY, CANCELED_SALE, REFUNDED_PAYMENT})
 
@@ -236,6 +245,15 @@ def new_event(event_type: str, sale_id: int, sale: Sale, producer: str, reason: 
         reason=reason,
         **sale.model_dump(),
     )
+
+
+def decode_body(data: bytes) -> dict[str, Any] | None:
+    """The JSON object a message carries; None for anything else (malformed, not an object)."""
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return body if isinstance(body, dict) else None
 
 
 def parse_event(data: bytes) -> Event:

@@ -10,6 +10,7 @@ class ExitCode(enum.IntEnum):
     FAILED = 1  # the command ran, and the answer is "no": a canceled sale, a failed expectation
     USAGE = 2  # bad input: nothing was done
     UNAVAILABLE = 3  # NATS or a participant could not be started or reached
+    TIMED_OUT = 4  # a wait ran out (`submit --wait --timeout`): the answer is not known yet
     INTERNAL = 70  # a bug in sagactl: rerun with SAGACTL_TRACEBACK=1
 
 
@@ -23,3 +24,7 @@ class UsageError(SagactlError):
 
 class Unavailable(SagactlError):
     exit_code = ExitCode.UNAVAILABLE
+
+
+class TimedOut(SagactlError):
+    exit_code = ExitCode.TIMED_OUT

@@ -5,7 +5,8 @@
 
 It plays `sagactl run success`, then `sagactl run fault --keep` (a finalized sale, an out-of-stock
 sale and a refused payment), runs `tail`, `trace` and `logs` against the system that run left
-running, and stops it. Each output lands in `docs/examples/<name>.txt` (diagrams in `.mmd`) and
+running, and stops it. Each output lands in `docs/examples/<name>.txt` (Mermaid in `.mmd`; the
+three flows and `trace 3` also as SVG sequence diagrams, `docs/flow-*.svg`) and
 replaces the block between `<!-- BEGIN example:<name> -->` and `<!-- END example:<name> -->` in
 the Markdown files that have one. Nothing in those blocks is typed by hand.
 """
@@ -24,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SAGACTL = [sys.executable, "-c", "from sagactl.cli.main import main; main()"]
 MARKDOWN = ["README.md", "docs/observe.md"]
 SVG = "docs/trace-refused-payment.svg"
+FLOWS = ((1, "flow-success"), (2, "flow-out-of-stock"), (3, "flow-refused-payment"))  # sales of `run fault`
 WIDTH = "100"
 
 
@@ -60,9 +62,11 @@ def collect(svg_path: Path) -> dict[str, str]:
         blocks["tail-json"] = console(*sagactl("tail", "--last", "1", "--no-follow", "--json", env=env))
         blocks["trace"] = console(*sagactl("trace", "3", env=env))
         blocks["logs"] = console(*sagactl("logs", "inventory", "--lines", "3", env=env))
-        for sale, name in ((1, "flow-success"), (2, "flow-out-of-stock"), (3, "flow-refused-payment")):
+        for sale, name in FLOWS:
             _, diagram = sagactl("trace", str(sale), "--mermaid", env=env)
             blocks[name] = f"```mermaid\n{diagram}\n```"
+            # The README shows each flow as the sequence diagram `trace --svg` draws from this run.
+            sagactl("trace", str(sale), "--svg", str(svg_path.parent / f"{name}.svg"), env=env)
         sagactl("trace", "3", "--svg", str(svg_path), env=env)
     finally:
         sagactl("down", "--purge", env=env)

@@ -8,20 +8,12 @@ from typing import Any
 
 import orjson
 from backends import PostgresBackend, SqliteBackend, refuse_inserts
-from typer.testing import CliRunner
+from commands import sagactl
 
 from participants.contract import FAILED_PAYMENT, new_event, parse_sale
-from sagactl.cli.main import app
 from sagactl.streams.deadletters import list_dead_letters
 from sagactl.system.supervisor import Supervisor
 from tests.driving import checked, connect, eventually, pid_of, quiesce, record, settle
-
-runner = CliRunner()
-
-
-def sagactl(supervisor: Supervisor, *args: str) -> Any:
-    return runner.invoke(app, [*args, "--state-dir", str(supervisor.state.root)])
-
 
 async def cli(supervisor: Supervisor, *args: str) -> Any:
     """The CLI from an async test: its commands run their own event loop, so in a thread."""
@@ -73,7 +65,7 @@ async def test_poison_is_listed_by_status_and_check_and_purged(fast_system: Supe
 
     purged = await cli(fast_system, "deadletters", "purge", str(letters[0]["seq"]))
     assert purged.exit_code == 0 and "purged 1" in purged.stderr
-    assert (await cli(fast_system, "deadletters", "purge", "--all")).exit_code == 0
+    assert (await cli(fast_system, "deadletters", "purge", "--all", "--yes")).exit_code == 0
     assert json.loads((await cli(fast_system, "deadletters", "list", "--json")).stdout) == []
     final = await cli(fast_system, "check")
     assert final.exit_code == 0, final.output
@@ -105,6 +97,18 @@ async def test_a_dead_letter_replayed_after_the_fix_completes_its_saga(fast_syst
         table = await cli(fast_system, "check", "--stuck-after", "0")
         assert "stuck" in table.stdout and "dead-letter" in table.stdout and "check: failed" in table.stderr
 
+        # Replayed by its sequence number before the fix: it fails again and is parked again, anew.
+        first = letters[0].seq
+        again = await cli(fast_system, "deadletters", "replay", str(first))
+        assert again.exit_code == 0 and "replayed 1" in again.stderr, again.output
+
+        async def parked_again() -> list[Any]:
+            return [letter for letter in await list_dead_letters(client.nc.jetstream()) if letter.seq != first]
+
+        [second] = await eventually(parked_again, "the replayed payment to be dead-lettered again")
+        assert second.seq > first and "payments are frozen" in second.error
+        assert [letter.seq for letter in await list_dead_letters(client.nc.jetstream())] == [second.seq]
+
         unfreeze()
         replayed = await cli(fast_system, "deadletters", "replay", "--all")
         assert replayed.exit_code == 0 and "replayed 1" in replayed.stderr, replayed.output
@@ -121,7 +125,8 @@ async def test_a_dead_letter_replayed_after_the_fix_completes_its_saga(fast_syst
         await client.close()
 
 
-def test_bad_input_to_check_and_deadletters_is_one_line_and_changes_nothing(fast_system: Supervisor) -> None:
+def test_bad_input_to_check_and_deadletters_is_one_line_and_changes_nothing(module_system: Supervisor) -> None:
+    # Argument checks, on a shared SQLite system: nothing here reaches a participant's database.
     for args, message in [
         (["check", "--stuck-after", "soon"], "--stuck-after takes a number"),
         (["check", "--stuck-after", "-5"], "--stuck-after must be"),
@@ -130,7 +135,7 @@ def test_bad_input_to_check_and_deadletters_is_one_line_and_changes_nothing(fast
         (["deadletters", "replay", "x1"], "is not a dead-letter sequence number"),
         (["deadletters", "purge", "42"], "no dead letter with sequence 42"),
     ]:
-        result = sagactl(fast_system, *args)
+        result = sagactl(module_system, *args)
         assert result.exit_code == 2, (args, result.output)
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert sagactl(fast_system, "check").exit_code == 0
+    assert sagactl(module_system, "check").exit_code == 0

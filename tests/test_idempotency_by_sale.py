@@ -30,7 +30,7 @@ from participants.inventory.models import Inventory
 from participants.payment import participant as payment
 from participants.payment.models import User
 from participants.runtime.database import create_schema, make_engine, seed_once
-from participants.runtime.retry import failure_action
+from participants.runtime.settle import failure_action
 from participants.runtime.transaction import apply_event, apply_request
 from participants.sale import participant as sale
 from participants.sale.models import SaleRow

@@ -26,8 +26,14 @@ def test_script_writes_every_example_from_real_runs(tmp_path: Path) -> None:
     assert refused.startswith("sequenceDiagram") and "payment-)inventory: FAILED_PAYMENT" in refused
     assert "inventory-)sale: ROLLBACK_INVENTORY" in (examples / "flow-out-of-stock.mmd").read_text()
     assert (tmp_path / "trace-refused-payment.svg").read_text().startswith("<svg")
+    readme_text = (ROOT / "README.md").read_text()
+    for name, lifelines, events in (("flow-success", 4, 4), ("flow-out-of-stock", 3, 3), ("flow-refused-payment", 4, 5)):
+        picture = (tmp_path / f"{name}.svg").read_text()  # a sequence diagram: lifelines, submit, one arrow per event
+        assert picture.count("<line ") == lifelines + 1 + events, name
+        assert f"](docs/{name}.svg)" in readme_text, name
+    assert "compensation" in (tmp_path / "flow-refused-payment.svg").read_text()
     readme = (tmp_path / "README.md").read_text()
-    for name in ("run-success", "run-fault", "tail", "trace", "flow-success", "flow-out-of-stock", "flow-refused-payment"):
+    for name in ("run-success", "run-fault", "tail", "trace"):
         block = readme.split(f"<!-- BEGIN example:{name} -->")[1].split(f"<!-- END example:{name} -->")[0]
         assert block.count("\n") > 5, name
-    assert (ROOT / "README.md").read_text().count("<!-- BEGIN example:") == 7  # the repository's own copy has the blocks
+    assert (ROOT / "README.md").read_text().count("<!-- BEGIN example:") == 4  # the repository's own copy has the blocks

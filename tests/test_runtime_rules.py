@@ -19,7 +19,7 @@ from participants.contract import (
 )
 from participants.runtime import Participant, TransientError
 from participants.runtime.database import create_schema, make_engine, seed_once
-from participants.runtime.retry import failure_action, is_transient
+from participants.runtime.settle import failure_action, is_transient
 from participants.runtime.rows import read_page
 from participants.runtime.settings import ConfigError, Settings
 from participants.runtime.transaction import apply_event, apply_request

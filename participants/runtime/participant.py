@@ -17,7 +17,6 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 from sqlmodel import Session, SQLModel
 
 from participants.contract import Event, replay_subject, subject_for
-from participants.runtime import faults
 
 HandlerResult = Event | Sequence[Event] | None
 Handler = Callable[[Event, Session], HandlerResult]
@@ -87,7 +86,6 @@ class Participant:
         return sorted({subject_for(t) for t in self.handlers} | {replay_subject(self.name)})
 
     def handle(self, event: Event, session: Session) -> list[Event]:
-        faults.inject(event.event_id)  # the one call site of injected faults; a no-op unless configured
         return as_events(self.handlers[event.type](event, session))
 
 

@@ -12,6 +12,7 @@ from sagactl.cli.common import (
     StateDirOption,
     err,
     handle_errors,
+    nats_urls,
     out,
     print_json,
     run_async,
@@ -44,12 +45,14 @@ def check(
     Example: sagactl check --stuck-after 10
     """
     seconds = _seconds(stuck_after)
-    urls = Supervisor(state_dir(state)).nats_urls(nats_url)
+    urls = nats_urls(Supervisor(state_dir(state)), nats_url)
     report = run_async(_check(urls, seconds))
     if json:
         print_json(report.as_json())
     else:
-        _print(report)
+        from sagactl.views.check import print_check
+
+        print_check(out, err, report)
     if not report.passed:
         raise typer.Exit(int(ExitCode.FAILED))
 
@@ -73,22 +76,3 @@ async def _check(urls: list[str], stuck_after: float) -> "CheckReport":
         return await run_checks(client, stuck_after)
     finally:
         await client.close()
-
-
-def _print(report: "CheckReport") -> None:
-    from rich.table import Table
-
-    counts = report.counts
-    summary = (f"{counts.get('sales', 0)} sales ({counts.get('finalized', 0)} finalized, {counts.get('canceled', 0)} canceled, "
-               f"{counts.get('pending', 0)} pending), {counts.get('products', 0)} products, {counts.get('users', 0)} users, "
-               f"{counts.get('stream_seq', 0)} events, {counts.get('dead_letters', 0)} dead letters; {report.seconds:.2f}s")
-    if report.passed:
-        err.print(f"[green]check: passed[/]: {summary}")
-        return
-    table = Table(title=f"{len(report.violations)} violation(s)", title_justify="left")
-    for column in ("check", "subject", "detail"):
-        table.add_column(column, overflow="fold")
-    for v in report.violations:
-        table.add_row(f"[red]{v.check}[/]", v.subject, v.detail)
-    out.print(table)
-    err.print(f"[bold red]check: failed[/]: {summary}")

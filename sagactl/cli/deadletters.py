@@ -12,18 +12,20 @@ from sagactl.cli.common import (
     StateDirOption,
     err,
     handle_errors,
+    nats_urls,
     out,
     print_json,
     run_async,
     state_dir,
 )
-from sagactl.errors import Unavailable, UsageError
+from sagactl.errors import ExitCode, UsageError
 from sagactl.system.supervisor import Supervisor
 
 if TYPE_CHECKING:  # nats and the dead-letter core load only when a command runs
     from nats.js import JetStreamContext
 
-app = typer.Typer(help="Inspect, replay or purge the dead-letter list (events a participant gave up on).", no_args_is_help=True)
+app = typer.Typer(help="Inspect, replay or purge the dead-letter list (events a participant gave up on).", no_args_is_help=True,
+                   epilog="Examples:\n$ sagactl deadletters list\n$ sagactl deadletters replay 3\n$ sagactl deadletters purge --all --yes")
 
 SeqArgument = Annotated[list[str] | None, typer.Argument(help="Dead-letter sequence numbers (see `list`).", show_default=False)]
 AllOption = Annotated[bool, typer.Option("--all", help="Every dead letter.")]
@@ -49,16 +51,9 @@ def list_(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: Js
     if not letters:
         err.print("no dead letters")
         return
-    from rich.table import Table
+    from sagactl.views.lists import dead_letters_table
 
-    table = Table(title=f"{len(letters)} dead letter(s)", title_justify="left")
-    for column in ("seq", "time", "participant", "event", "sale", "tries"):
-        table.add_column(column, no_wrap=True, justify="right" if column in ("seq", "sale", "tries") else "left")
-    table.add_column("error", overflow="fold", ratio=1)
-    for letter in letters:
-        table.add_row(str(letter.seq), letter.time.strftime("%H:%M:%S"), letter.participant, letter.event_type,
-                      str(letter.sale_id if letter.sale_id is not None else "—"), str(letter.deliveries), letter.error)
-    out.print(table)
+    out.print(dead_letters_table(letters))
 
 
 @app.command()
@@ -80,14 +75,25 @@ def replay(seqs: SeqArgument = None, all: AllOption = False, state: StateDirOpti
 
 @app.command()
 @handle_errors
-def purge(seqs: SeqArgument = None, all: AllOption = False, state: StateDirOption = None, nats_url: NatsUrlOption = None) -> None:
+def purge(seqs: SeqArgument = None, all: AllOption = False,
+          yes: Annotated[bool, typer.Option("--yes", help="Purge --all without asking (needed when not in a terminal).")] = False,
+          state: StateDirOption = None, nats_url: NatsUrlOption = None) -> None:
     """Drop dead letters for good (their events stay in the SAGA stream's history).
+
+    --all asks first, in a terminal; elsewhere (a script, a pipe) it needs --yes.
 
     Example: sagactl deadletters purge 3 4
     """
+    import sys
+
     from sagactl.streams import deadletters
 
     chosen = _chosen(seqs, all)
+    if chosen is None and not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("--all drops every dead letter for good: add --yes to confirm")
+        if not typer.confirm("Drop every dead letter for good?", default=False, err=True):
+            raise typer.Exit(int(ExitCode.FAILED))
     letters = _run(state, nats_url, lambda js: deadletters.purge(js, chosen))
     err.print(f"purged {len(letters)} dead letter(s)")
 
@@ -109,15 +115,12 @@ def _chosen(seqs: list[str] | None, every: bool) -> list[int] | None:
 
 
 def _run(state: Any, nats_url: str | None, action: "Callable[[JetStreamContext], Awaitable[Any]]") -> Any:
-    from participants.runtime import broker
+    from sagactl.system.connection import connect
 
-    urls = Supervisor(state_dir(state)).nats_urls(nats_url)
+    urls = nats_urls(Supervisor(state_dir(state)), nats_url)
 
     async def go() -> Any:
-        try:
-            nc = await broker.connect(urls, "sagactl-deadletters", reconnect_forever=False)
-        except broker.BrokerUnavailable as exc:
-            raise Unavailable(str(exc)) from None
+        nc = await connect(urls, "sagactl-deadletters")
         try:
             return await action(nc.jetstream())
         finally:

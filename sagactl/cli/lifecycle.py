@@ -17,6 +17,7 @@ from sagactl.cli.common import (
     WatchOption,
     err,
     handle_errors,
+    nats_urls,
     out,
     print_json,
     run_async,
@@ -54,7 +55,7 @@ def up(
     node) that died, and `up --with MODULE:OBJECT` adds a participant to a running system without
     touching the others. It remembers --db-url, --creds and --tls-ca.
 
-    Example: sagactl up --cluster 3 --replicas inventory=3 --with examples.shipping:participant
+    Example: sagactl up --replicas inventory=3 --with examples.shipping:participant
     """
     if cluster is not None and nats_url:
         raise UsageError("--cluster starts embedded servers; it cannot be combined with --nats-url")
@@ -65,10 +66,16 @@ def up(
     if sale_deadline is not None:
         supervisor.remember(sale_deadline=sale_deadline)
     if nats_url:  # a wrong URL, credential or CA fails here in one line, before anything starts
-        check_reachable(supervisor.nats_urls(nats_url))
+        check_reachable(nats_urls(supervisor, nats_url))
     extra = parse_with(with_)
+    counts = parse_replicas(replicas)
+    known = {**BUILT_IN, **(supervisor.state.load_system().get("participants") or {}), **extra}
+    unknown = sorted(set(counts) - set(known))
+    if unknown:
+        raise UsageError(f"--replicas {unknown[0]}=...: no participant named {unknown[0]!r} (known: {', '.join(known)}; "
+                         "add your own with --with MODULE:OBJECT)")
     with err.status("starting NATS and the participants…"):
-        urls = supervisor.up(nats_url, participants={**BUILT_IN, **extra}, replicas=parse_replicas(replicas),
+        urls = supervisor.up(nats_url, participants={**BUILT_IN, **extra}, replicas=counts,
                              db_urls=parse_db_urls(db_url), cluster=cluster)
     running = [f"{p.name}" + (f"-{p.replica}" if p.replica > 1 else "") for p in supervisor.processes() if p.running]
     err.print(f"up: NATS {supervisor.describe_url(urls)}; running: {', '.join(running)}; state in {supervisor.state.root}")
@@ -76,37 +83,50 @@ def up(
 
 def down(
     state: StateDirOption = None,
-    purge: Annotated[bool, typer.Option("--purge", help="Also delete the databases and the stream store.")] = False,
+    purge: Annotated[bool, typer.Option("--purge", help="Also delete the databases, the stream store and the logs.")] = False,
+    remove: Annotated[list[str], typer.Option("--remove", help="Stop only this participant added with `up --with` and forget it (repeatable); the rest keeps running, its database stays.")] = [],
 ) -> None:
     """Stop everything `sagactl up` started in this state directory.
 
     Example: sagactl down --purge
     """
     supervisor = Supervisor(state_dir(state))
+    if remove:
+        if purge:
+            raise UsageError("--remove stops one participant and keeps every database; it cannot be combined with --purge")
+        for name in remove:
+            stopped = supervisor.remove(name)
+            err.print(f"down: {name} removed" + (f" (stopped {', '.join(stopped)})" if stopped else " (it was not running)"))
+        return
     stopped = supervisor.down(purge=purge)
     what = ", ".join(stopped) if stopped else "nothing was running"
-    err.print(f"down: {what}" + ("; databases and stream store deleted" if purge else ""))
+    err.print(f"down: {what}" + ("; databases, stream store and logs deleted" if purge else ""))
 
 
 def status(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: JsonOption = False,
            watch: WatchOption = False, interval: IntervalOption = 1.0, creds: CredsOption = None, tls_ca: TlsCaOption = None) -> None:
     """Show the NATS URL, each participant process, the stream and each consumer's backlog.
 
-    Exit 0 when every participant runs and NATS answers, 1 otherwise. --watch redraws it in place.
+    Exit 0 when every participant runs and NATS answers, 3 when NATS does not answer, 1 when a
+    participant is not running. --watch redraws it in place.
 
     Example: sagactl status --json
     """
+    from sagactl.views.status import render_status
+
     use_connection_files(creds, tls_ca)
     supervisor = Supervisor(state_dir(state))
     if watch:
         from sagactl.views import live
 
-        return live.watch(lambda: _status_report(supervisor, nats_url), _print_status, interval, json)
+        return live.watch(lambda: _status_report(supervisor, nats_url), render_status, interval, json, out)
     report = _status_report(supervisor, nats_url)
     if json:
         print_json(report)
     else:
-        _print_status(report)
+        out.print(render_status(report))
+    if not report["nats_reachable"]:  # no answer at all is "unreachable" (3), not a "no" (1)
+        raise typer.Exit(int(ExitCode.UNAVAILABLE))
     if not report["healthy"]:
         raise typer.Exit(int(ExitCode.FAILED))
 
@@ -114,7 +134,7 @@ def status(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: J
 def _status_report(supervisor: Supervisor, nats_url: str | None) -> dict[str, Any]:
     report: dict[str, Any] = {"state_dir": str(supervisor.state.root)}
     try:
-        urls = supervisor.nats_urls(nats_url)
+        urls = nats_urls(supervisor, nats_url)
         report["nats_url"] = supervisor.describe_url(urls)
     except Unavailable:
         urls, report["nats_url"] = [], None
@@ -127,15 +147,15 @@ def _status_report(supervisor: Supervisor, nats_url: str | None) -> dict[str, An
     report["stream"], report["consumers"], report["dead_letters"] = None, [], None
     report["nats_reachable"] = False
     if urls:
-        from participants.runtime import (
-            broker,  # imports nats: only when there is a server to ask
-        )
-
         try:
-            report.update(run_async(_stream_report(urls)))
+            running = {(p["name"], p["replica"]) for p in report["participants"] if p["running"]}
+            report.update(run_async(_stream_report(urls, running)))
             report["nats_reachable"] = True
-        except broker.BrokerUnavailable as exc:
+        except Unavailable as exc:
             report["nats_error"] = str(exc)
+    metrics_urls = report.pop("metrics_urls", {})  # from the discovery replies: None when metrics are off
+    for p in report["participants"]:
+        p["metrics_url"] = metrics_urls.get((p["name"], p["replica"]))
     healthy = report["nats_reachable"] and bool(report["participants"]) and all(p["running"] for p in report["participants"])
     report["healthy"] = healthy
     return report
@@ -153,16 +173,19 @@ def _servers_and_databases(supervisor: Supervisor) -> dict[str, Any]:
             "databases": {name: redact_db_url(url) for name, url in databases.items()}}
 
 
-async def _stream_report(urls: list[str]) -> dict[str, Any]:
+async def _stream_report(urls: list[str], running: set[tuple[str, int]]) -> dict[str, Any]:
     from nats.js.errors import NotFoundError
 
     from participants.contract import DEAD_LETTER_STREAM, STREAM
-    from participants.runtime import broker
+    from sagactl.system.connection import connect
 
-    nc = await broker.connect(urls, "sagactl-status", reconnect_forever=False)
+    from sagactl.system.metrics import metrics_urls
+
+    nc = await connect(urls, "sagactl-status")
     try:
         js = nc.jetstream()
-        result: dict[str, Any] = {"stream": None, "consumers": [], "dead_letters": None}
+        result: dict[str, Any] = {"stream": None, "consumers": [], "dead_letters": None,
+                                  "metrics_urls": await metrics_urls(nc, running)}
         try:
             info = await js.stream_info(STREAM)
         except NotFoundError:
@@ -184,33 +207,3 @@ async def _stream_report(urls: list[str]) -> dict[str, Any]:
         return result
     finally:
         await nc.close()
-
-
-def _print_status(report: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    nats = report["nats_url"] or "(none: run `sagactl up`)"
-    reach = "reachable" if report["nats_reachable"] else "[red]not reachable[/]"
-    out.print(f"NATS: {nats} ({reach})   state: {report['state_dir']}")
-    if report.get("cluster"):
-        nodes = ", ".join(f"{n['name']} {'[green]running[/]' if n['running'] else '[red]stopped[/]'}" for n in report["cluster"])
-        out.print(f"cluster: {nodes}")
-    for name, url in (report.get("databases") or {}).items():
-        out.print(f"database {name}: {url}")
-    processes = Table(title="participants", title_justify="left")
-    for column in ("name", "replica", "pid", "state", "log"):
-        processes.add_column(column)
-    for p in report["participants"]:
-        state = "[green]running[/]" if p["running"] else "[red]stopped[/]"
-        processes.add_row(p["name"], str(p["replica"]), str(p["pid"] or "—"), state, p["log"])
-    out.print(processes)
-    if report["stream"]:
-        s = report["stream"]
-        where = f", {s['replicas']} replicas, leader {s['leader']}" if s.get("leader") else ""
-        out.print(f"stream {s['name']}: {s['messages']} messages ({s['bytes']} bytes){where}, dead letters: {report['dead_letters']}")
-        consumers = Table(title="consumers", title_justify="left")
-        for column in ("consumer", "pending", "ack pending", "redelivered"):
-            consumers.add_column(column, justify="right" if column != "consumer" else "left")
-        for c in report["consumers"]:
-            consumers.add_row(c["name"], str(c["pending"]), str(c["ack_pending"]), str(c["redelivered"]))
-        out.print(consumers)

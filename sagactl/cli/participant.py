@@ -13,6 +13,7 @@ from sagactl.cli.common import (
     StateDirOption,
     err,
     handle_errors,
+    nats_urls,
     out,
     print_json,
     run_async,
@@ -24,6 +25,7 @@ from sagactl.system.supervisor import Supervisor, load
 participant_app = typer.Typer(
     help="Run your own participant (or a built-in) and list the participants that answer on NATS.",
     no_args_is_help=True,
+    epilog="Examples:\n$ sagactl participant list\n$ sagactl participant run examples.shipping:participant",
 )
 
 
@@ -39,6 +41,8 @@ def run(
     nats_url: NatsUrlOption = None,
     db_url: Annotated[str | None, typer.Option("--db-url", help="Its database [default: env SAGACTL_DB_URL_<NAME>, else <state dir>/<name>.db].", show_default=False)] = None,
     replica: Annotated[int, typer.Option("--replica", min=1, help="Replica number, when several processes share the participant.")] = 1,
+    metrics_port: Annotated[int | None, typer.Option("--metrics-port", envvar="SAGACTL_METRICS_PORT", min=0, max=65535, help="Serve /metrics on this port [default: a free one].", show_default=False)] = None,
+    metrics_host: Annotated[str | None, typer.Option("--metrics-host", envvar="SAGACTL_METRICS_HOST", help="Bind /metrics to this address [default: 127.0.0.1].", show_default=False)] = None,
 ) -> None:
     """Run one participant in the foreground until Ctrl-C; its log lines (JSON) go to stderr.
 
@@ -49,16 +53,21 @@ def run(
     Example: sagactl participant run examples.shipping:participant
     """
     from participants.runtime import run as run_participant
+    from participants.runtime.settings import db_url_env, to_env
 
     participant = load(reference)
     supervisor = Supervisor(state_dir(state))
-    urls = supervisor.nats_urls(nats_url)
+    urls = nats_urls(supervisor, nats_url)
     supervisor.state.make()
-    extra = {f"SAGACTL_DB_URL_{participant.name.upper()}": db_url} if db_url else {}
+    extra = to_env(participant.name, db_url=db_url) if db_url else {}
+    if metrics_port is not None:
+        extra["SAGACTL_METRICS_PORT"] = str(metrics_port)
+    if metrics_host:
+        extra["SAGACTL_METRICS_HOST"] = metrics_host
     # The same environment `sagactl up` gives the processes it starts.
     os.environ.update(supervisor.participant_env(participant.name, replica, urls, extra))
     err.print(f"participant {participant.name}: NATS {supervisor.describe_url(urls)}, "
-              f"database {os.environ[f'SAGACTL_DB_URL_{participant.name.upper()}']}; Ctrl-C stops it")
+              f"database {os.environ[db_url_env(participant.name)]}; Ctrl-C stops it")
     run_participant(participant)
 
 
@@ -69,7 +78,7 @@ def list_participants(state: StateDirOption = None, nats_url: NatsUrlOption = No
 
     Example: sagactl participant list --json
     """
-    urls = Supervisor(state_dir(state)).nats_urls(nats_url)
+    urls = nats_urls(Supervisor(state_dir(state)), nats_url)
     found = run_async(_discover(urls))
     if json:
         print_json(found)
@@ -87,20 +96,14 @@ async def _discover(urls: list[str]) -> list[dict[str, Any]]:
         answers = await client.participants()
     finally:
         await client.close()
-    keys = ("participant", "replica", "host", "pid", "handles", "requests", "tables")
+    keys = ("participant", "replica", "host", "pid", "handles", "requests", "tables", "metrics_url")
     return [{key: answer.get(key) for key in keys} for answer in answers]
 
 
 def _print(found: list[dict[str, Any]]) -> None:
-    from rich.table import Table
+    from sagactl.views.lists import participants_table
 
     if not found:
         err.print("no participant answered")
         return
-    table = Table(title="participants", title_justify="left")
-    for column in ("participant", "replica", "host", "pid", "handles", "tables"):
-        table.add_column(column)
-    for p in found:
-        table.add_row(p["participant"], str(p["replica"]), str(p["host"]), str(p["pid"]),
-                      ", ".join(p["handles"] or []), ", ".join(p["tables"] or []))
-    out.print(table)
+    out.print(participants_table(found))

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json as json_text  # `json` is the name of the --json option
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,11 +10,8 @@ from sagactl.cli.common import err, handle_errors, out, print_json
 from sagactl.errors import ExitCode
 
 if TYPE_CHECKING:  # imported by the command itself, so `sagactl --help` stays fast
-    from sagactl.scenario.model import Scenario, Step
-    from sagactl.scenario.runner import Observer, Report, StepResult
-
-MAX_ROWS_SHOWN = 12  # per table; a load scenario's sales table has hundreds
-
+    from sagactl.scenario.model import Scenario, ScenarioStep
+    from sagactl.scenario.runner import Observer, StepResult
 
 def register(app: typer.Typer) -> None:
     app.command()(handle_errors(run))
@@ -36,13 +32,14 @@ def run(
     """
     from sagactl.scenario import loader
     from sagactl.scenario.runner import Observer, run_scenario
+    from sagactl.views.report import print_report
 
     plan = loader.load(loader.resolve(scenario))
     report = run_scenario(plan, Observer() if json else _console_observer(plan, events), keep=keep)
     if json:
         print_json(report.as_json())
     else:
-        _print_report(report)
+        print_report(out, report, plan.source)
     if report.state_dir:
         err.print(f"kept running: sagactl status --state-dir {report.state_dir}   "
                   f"(stop: sagactl down --state-dir {report.state_dir})")
@@ -60,7 +57,7 @@ def _console_observer(plan: Scenario, show_events: bool) -> Observer:
     if plan.description:
         out.print(plan.description)
 
-    def started(index: int, total: int, step: Step) -> None:
+    def started(index: int, total: int, step: ScenarioStep) -> None:
         err.print(f"[bold]▶ step {index}/{total}[/] [dim](line {step.line})[/] {step.summary()}")
 
     def done(result: StepResult) -> None:
@@ -73,48 +70,3 @@ def _console_observer(plan: Scenario, show_events: bool) -> Observer:
         step_done=done,
         event=(lambda body, subject: out.print(event_line(body, subject=subject))) if show_events else (lambda *_: None),
     )
-
-
-def _print_report(report: Report) -> None:
-    from rich.rule import Rule
-    from rich.table import Table
-
-    from sagactl.views.tables import render_state
-
-    out.print(Rule("before"))
-    out.print(render_state(_shortened(report.before)))
-    out.print(Rule("after"))
-    out.print(render_state(_shortened(report.after)))
-    verdict = "[green]passed[/]" if report.passed else "[bold red]FAILED[/]"
-    table = Table(title=f"{report.scenario}: {verdict} in {report.seconds:.2f}s ({report.events} events)",
-                  title_justify="left")
-    table.add_column("expectation")
-    table.add_column("verdict")
-    table.add_column("expected")
-    table.add_column("actual")
-    for v in report.verdicts:
-        mark = "[green]passed[/]" if v.passed else "[bold red]failed[/]"
-        table.add_row(v.what, mark, _show(v.expected), "" if v.passed else _show(v.actual))
-    out.print(table)
-
-
-def _shortened(state: dict[str, Any]) -> dict[str, Any]:
-    """The tables with at most MAX_ROWS_SHOWN rows each, and a note row saying how many were left out."""
-    result: dict[str, Any] = {}
-    for participant, tables in state.items():
-        if tables is None:
-            result[participant] = None
-            continue
-        result[participant] = {}
-        for name, rows in tables.items():
-            if len(rows) <= MAX_ROWS_SHOWN:
-                result[participant][name] = rows
-            else:
-                note = {column: None for column in rows[0]}
-                note[next(iter(note))] = f"… {len(rows) - MAX_ROWS_SHOWN} more"
-                result[participant][name] = rows[:MAX_ROWS_SHOWN] + [note]
-    return result
-
-
-def _show(value: Any) -> str:
-    return json_text.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value)

@@ -15,7 +15,10 @@ from sagactl.cli.common import (
     TlsCaOption,
     WatchOption,
     handle_errors,
+    integer,
+    nats_urls,
     out,
+    positive_seconds,
     print_json,
     run_async,
     state_dir,
@@ -38,8 +41,8 @@ def submit(
     user_id: Annotated[str, typer.Option("--user-id", help="Buyer (integer >= 1).")],
     value: Annotated[str, typer.Option("--value", help="Total price, a decimal with at most 2 places, e.g. 20.00.")],
     quantity: Annotated[str, typer.Option("--quantity", help="Units (integer >= 1).")],
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for FINALIZED or CANCELED; exit 1 when CANCELED.")] = False,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait with --wait.")] = 30.0,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for FINALIZED or CANCELED; exit 1 when CANCELED, 4 when the timeout runs out first.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait with --wait (above 0).")] = 30.0,
     deadline: Annotated[float | None, typer.Option("--deadline", help="Cancel the sale ('deadline exceeded') if it is still PENDING after this many seconds (default: up --sale-deadline).", show_default=False)] = None,
     state: StateDirOption = None,
     nats_url: NatsUrlOption = None,
@@ -51,18 +54,19 @@ def submit(
 
     Example: sagactl submit --product-id 1 --user-id 1 --value 20.00 --quantity 2 --wait
     """
-    from participants.contract import ContractError, parse_sale
+    from participants.contract import STATUS_FINALIZED, ContractError, parse_sale
 
     try:
-        sale = parse_sale(_integer(product_id, "--product-id"), _integer(user_id, "--user-id"), value,
-                          _integer(quantity, "--quantity"))
+        sale = parse_sale(integer(product_id, "--product-id"), integer(user_id, "--user-id"), value,
+                          integer(quantity, "--quantity"))
     except ContractError as exc:
         raise UsageError(str(exc).replace("product_id", "--product-id").replace("user_id", "--user-id")
                          .replace("quantity", "--quantity").replace("value:", "--value:")) from None
+    positive_seconds(timeout, "--timeout")
     if deadline is not None and not 0 < deadline <= 7 * 24 * 3600:
         raise UsageError(f"--deadline must be more than 0 and at most 604800 seconds, not {deadline:g}")
     use_connection_files(creds, tls_ca)
-    urls = Supervisor(state_dir(state)).nats_urls(nats_url)
+    urls = nats_urls(Supervisor(state_dir(state)), nats_url)
     result = run_async(_submit(urls, sale, wait, timeout, deadline))
     if json:
         print_json(result)
@@ -71,18 +75,12 @@ def submit(
         out.print(f"sale {result['sale_id']}: {result['status']}{reason}")
     else:
         out.print(str(result["sale_id"]))
-    if wait and result["status"] != "FINALIZED":
+    if wait and result["status"] != STATUS_FINALIZED:
         raise typer.Exit(int(ExitCode.FAILED))
 
 
-def _integer(raw: str, option: str) -> int:
-    try:
-        return int(raw.strip())
-    except ValueError:
-        raise UsageError(f"{option}: {raw!r} is not an integer") from None
-
-
 async def _submit(urls: list[str], sale: Sale, wait: bool, timeout: float, deadline: float | None = None) -> dict[str, Any]:
+    from participants.contract import STATUS_PENDING
     from sagactl.client import SagaClient
 
     client = await SagaClient.connect(urls)
@@ -91,7 +89,7 @@ async def _submit(urls: list[str], sale: Sale, wait: bool, timeout: float, deadl
             await client.watch_terminal()
         sale_id = await client.submit(sale, deadline=deadline)
         if not wait:
-            return {"sale_id": sale_id, "status": "PENDING"}
+            return {"sale_id": sale_id, "status": STATUS_PENDING}
         outcome = await client.wait_terminal(sale_id, timeout)
         return {"sale_id": sale_id, "status": outcome.status, "reason": outcome.reason}
     finally:
@@ -108,16 +106,19 @@ def state(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: Js
 
     Example: sagactl state --json
     """
-    from sagactl.views.tables import render_state
+    from sagactl.views.tables import render_state, state_that_fits
 
     use_connection_files(creds, tls_ca)
     supervisor = Supervisor(state_dir(state))
-    urls = supervisor.nats_urls(nats_url)
+    urls = nats_urls(supervisor, nats_url)
     expected = supervisor.expected_participants()
     if watch:
         from sagactl.views import live
 
-        return live.watch(lambda: run_async(_state(urls, expected)), lambda tables: out.print(render_state(tables)), interval, json)
+        def draw(tables: dict[str, Any]) -> Any:  # in a terminal, every table on one screen: its newest rows
+            return state_that_fits(tables, out, out.height - 1) if out.is_terminal else render_state(tables)
+
+        return live.watch(lambda: run_async(_state(urls, expected)), draw, interval, json, out)
     tables = run_async(_state(urls, expected))
     if json:
         print_json(tables)

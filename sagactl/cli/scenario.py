@@ -10,7 +10,8 @@ import typer
 from sagactl.cli.common import JsonOption, handle_errors, out, print_json
 from sagactl.errors import UsageError
 
-app = typer.Typer(help="List the shipped scenarios; check a scenario file without running it.", no_args_is_help=True)
+app = typer.Typer(help="List the shipped scenarios; check a scenario file without running it.", no_args_is_help=True,
+                  epilog="Examples:\n$ sagactl scenario list\n$ sagactl scenario validate my-scenario.yaml\n$ sagactl run my-scenario.yaml")
 
 
 def register(parent: typer.Typer) -> None:
@@ -24,9 +25,8 @@ def list_(json: JsonOption = False) -> None:
 
     Example: sagactl scenario list
     """
-    from rich.table import Table
-
     from sagactl.scenario import loader
+    from sagactl.views.lists import scenarios_table
 
     rows = []
     for stem, path in loader.shipped_scenarios().items():
@@ -35,12 +35,7 @@ def list_(json: JsonOption = False) -> None:
     if json:
         print_json(rows)
         return
-    table = Table(title="shipped scenarios (sagactl run NAME)", title_justify="left", show_lines=True)
-    table.add_column("name", style="bold", no_wrap=True)
-    table.add_column("description")
-    for row in rows:
-        table.add_row(row["name"], row["description"])
-    out.print(table)
+    out.print(scenarios_table(rows))
 
 
 @app.command()

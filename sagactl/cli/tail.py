@@ -14,6 +14,8 @@ from sagactl.cli.common import (
     StateDirOption,
     err,
     handle_errors,
+    integer,
+    nats_urls,
     out,
     run_async,
     state_dir,
@@ -57,10 +59,11 @@ def tail(
     from sagactl.streams.tail import Selection
 
     origin = _origin(all_, since, last, follow)
+    sale = None if sale_id is None else integer(sale_id, "--sale-id")
     stateful = state_dir(state)
-    urls = Supervisor(stateful).nats_urls(nats_url)
+    urls = nats_urls(Supervisor(stateful), nats_url)
     selection = Selection(subjects=tuple(subject_for(t) for t in _checked_types(types, stateful, urls)),
-                          sale_id=sale_id, services=frozenset(services), since=origin.since)
+                          sale_id=sale, services=frozenset(services), since=origin.since)
     emit = _print_json if json else _print_line
     if follow and origin.mode == "new":
         err.print("[dim]following new events on SAGA (Ctrl-C to stop)[/]")

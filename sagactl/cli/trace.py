@@ -14,6 +14,8 @@ from sagactl.cli.common import (
     StateDirOption,
     err,
     handle_errors,
+    integer,
+    nats_urls,
     out,
     print_json,
     run_async,
@@ -34,7 +36,7 @@ def register(app: typer.Typer) -> None:
 def trace(
     sale_id: Annotated[str, typer.Argument(help="The sale to trace (its id, as `submit` printed it).")],
     as_mermaid: Annotated[bool, typer.Option("--mermaid", help="Print a Mermaid sequence diagram of its events.")] = False,
-    svg: Annotated[Path | None, typer.Option("--svg", help="Also write the trace as an SVG picture to this file.")] = None,
+    svg: Annotated[Path | None, typer.Option("--svg", help="Also draw it as an SVG sequence diagram in this file (lifelines, one arrow per event).")] = None,
     state: StateDirOption = None,
     nats_url: NatsUrlOption = None,
     json: JsonOption = False,
@@ -48,22 +50,23 @@ def trace(
 
     Example: sagactl trace 3 --mermaid
     """
-    from sagactl.views.trace import mermaid, render_trace, save_svg
+    from sagactl.views.diagram import save_sequence_svg
+    from sagactl.views.trace import mermaid, render_trace
 
-    number = _sale_id(sale_id)
+    number = integer(sale_id, "SALE_ID")
     if json and as_mermaid:
         raise UsageError("--json and --mermaid both choose the output: give one")
     stateful = state_dir(state)
-    urls = Supervisor(stateful).nats_urls(nats_url)
+    urls = nats_urls(Supervisor(stateful), nats_url)
     saga = load_trace(urls, number, stateful)
     if json:
         print_json(saga.as_json())
     elif as_mermaid:
         sys.stdout.write(mermaid(saga))
     else:
-        out.print(render_trace(saga))
+        out.print(render_trace(saga, out.width))
     if svg is not None:
-        save_svg(saga, svg)
+        save_sequence_svg(saga, svg)
         err.print(f"wrote {svg}")
 
 
@@ -78,13 +81,3 @@ def load_trace(urls: list[str], sale_id: int, stateful: StateDir) -> SagaTrace:
     ids = {str(e.field("event_id")) for e in events}
     records = logs.records_about(stateful, ids, {e.seq for e in events}) if stateful.logs_dir.is_dir() else ()
     return build_trace(sale_id, events, records)
-
-
-def _sale_id(raw: str) -> int:
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise UsageError(f"SALE_ID: {raw!r} is not an integer") from None
-    if value < 1:
-        raise UsageError(f"SALE_ID must be >= 1, not {value}")
-    return value

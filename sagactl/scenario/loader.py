@@ -53,6 +53,8 @@ def resolve(name_or_path: str) -> Path:
     """A shipped scenario's name (`success`) or a path to a file."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
+        if path.is_dir():
+            raise UsageError(f"{name_or_path} is a directory, not a scenario file (give a .yaml file in it)")
         if not path.is_file():
             raise UsageError(f"scenario file {name_or_path} does not exist")
         return path

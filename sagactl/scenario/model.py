@@ -12,8 +12,7 @@ from typing import Any
 
 from participants.contract import Sale
 
-SALE_STATUSES = ("PENDING", "FINALIZED", "CANCELED")
-TERMINAL_STATUSES = ("FINALIZED", "CANCELED")
+# The sale statuses a scenario names (`status: CANCELED`) are the contract's: SALE_STATUSES.
 BUILT_IN_PARTICIPANTS = ("sale", "inventory", "payment")
 
 SaleRef = str | int  # a name given with `as:`, or a sale id
@@ -89,6 +88,8 @@ class Expectations:
     dead_letters: dict[str, int] = field(default_factory=dict)  # participant -> parked events
     invariants: bool = False
     line: int = 0
+    # The YAML line of each expectation, by (section, key): a failed verdict points at it.
+    lines: dict[tuple[str, str], int] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -233,7 +234,7 @@ class ExpectStep(StepBase):
         return "check expectations" + (f" (within {self.within_s:g}s)" if self.within_s else "")
 
 
-Step = (SubmitStep | WaitStep | WaitExitStep | KillStep | PauseStep | ResumeStep | RestartStep | StartStep | StopNatsStep | StartNatsStep
+ScenarioStep = (SubmitStep | WaitStep | WaitExitStep | KillStep | PauseStep | ResumeStep | RestartStep | StartStep | StopNatsStep | StartNatsStep
         | KillNatsLeaderStep | PublishStep | SleepStep | ExpectStep)
 
 
@@ -241,7 +242,7 @@ Step = (SubmitStep | WaitStep | WaitExitStep | KillStep | PauseStep | ResumeStep
 class Scenario:
     name: str
     description: str
-    steps: tuple[Step, ...]
+    steps: tuple[ScenarioStep, ...]
     expect: Expectations
     setup: Setup = field(default_factory=Setup)
     participants: dict[str, ParticipantSettings] = field(default_factory=dict)

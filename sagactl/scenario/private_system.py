@@ -12,18 +12,17 @@ import shutil
 import signal
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from participants.runtime.faults import DELAY_MS_ENV, FAIL_RATE_ENV
 from participants.runtime.loader import BUILT_IN
+from participants.runtime.settings import to_env
 from sagactl.errors import UsageError
 from sagactl.scenario.model import ParticipantSettings, Scenario
 from sagactl.system.processes import pid_alive, read_pid
 from sagactl.system.statedir import StateDir
 from sagactl.system.supervisor import Supervisor
-
-CRASH_POINT_ENV = "SAGACTL_CRASH_POINT"  # read by participants/runtime/settings.py
-
 
 def fault_env(settings: ParticipantSettings, first_start: bool) -> dict[str, str]:
     """The environment that injects a participant's faults; the crash point only on its first start."""
@@ -33,9 +32,9 @@ def fault_env(settings: ParticipantSettings, first_start: bool) -> dict[str, str
     if settings.delay_ms:
         env[DELAY_MS_ENV] = f"{settings.delay_ms:g}"
     if settings.crash and first_start:
-        env[CRASH_POINT_ENV] = settings.crash.spec
+        env.update(to_env(crash_point=settings.crash.spec))
     if settings.ack_wait_s:
-        env["SAGACTL_ACK_WAIT"] = f"{settings.ack_wait_s:g}"
+        env.update(to_env(ack_wait_s=settings.ack_wait_s))
     return env
 
 
@@ -117,14 +116,28 @@ class ScenarioSystem:
     def start_nats(self) -> str:
         return self.supervisor.start_nats()
 
-    def close(self) -> None:
-        """Stop everything and delete the state. SIGKILL: nothing of this system is kept, so a
-        graceful stop (each participant finishing its fetch) would only cost time."""
-        for info in self.supervisor.processes():
-            self.supervisor.stop_participant(info.name, info.replica, kill=True)
-        self.supervisor.stop_nats(kill=True)
-        self.supervisor.down(purge=True)
-        shutil.rmtree(self.state.root, ignore_errors=True)
+    def close(self) -> list[str]:
+        """Stop everything and delete the state; the names of what was still running.
+
+        SIGKILL: nothing of this system is kept, so a graceful stop (each participant finishing its
+        fetch) would only cost time. Ctrl-C is ignored meanwhile, so an impatient second one
+        cannot leave half a system behind.
+        """
+        previous = _ignore_interrupts()
+        try:
+            removed = [info.name if info.replica == 1 else f"{info.name}-{info.replica}"
+                       for info in self.supervisor.processes() if info.running]
+            if self.supervisor.embedded_pid():
+                removed.insert(0, "nats-server")
+            for info in self.supervisor.processes():
+                self.supervisor.stop_participant(info.name, info.replica, kill=True)
+            self.supervisor.stop_nats(kill=True)
+            self.supervisor.down(purge=True)
+            removed += _kill_strays(self.state.root)
+            shutil.rmtree(self.state.root, ignore_errors=True)
+            return removed
+        finally:
+            _restore_interrupts(previous)
 
     def _launch(self, name: str, env: dict[str, str]) -> None:
         if name not in self.references:
@@ -146,3 +159,33 @@ def wait_exited(system: ScenarioSystem, name: str, timeout_s: float) -> bool:
             return False
         time.sleep(0.02)
     return True
+
+
+def _ignore_interrupts() -> Any:
+    try:
+        return signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: nothing to ignore there
+        return None
+
+
+def _restore_interrupts(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _kill_strays(root: Path) -> list[str]:
+    """Processes of this state dir that no pid file names (an interrupt between a start and its
+    pid file): found by the state dir in their environment or command line, SIGKILLed."""
+    import psutil
+
+    strays = []
+    for process in psutil.process_iter(["pid", "name", "cmdline"]):
+        try:
+            mine = process.environ().get("SAGACTL_STATE_DIR") == str(root) or \
+                any(str(root) in part for part in process.info["cmdline"] or [])
+            if mine and process.pid != os.getpid():
+                process.kill()
+                strays.append(f"{process.info['name']} (pid {process.pid}, no pid file)")
+        except (psutil.Error, OSError):
+            continue
+    return strays

@@ -13,6 +13,7 @@ from yaml.nodes import Node, ScalarNode
 from participants.contract import SUBJECTS
 from participants.runtime.loader import load_participant
 from sagactl.scenario.model import BUILT_IN_PARTICIPANTS, SaleRef
+from sagactl.system.supervisor import current_directory_first
 from sagactl.scenario.yamlnodes import Reader, kind
 
 
@@ -22,6 +23,7 @@ class Names:
         self.sales: dict[str, bool] = {}  # name -> refers to a group
         self.participants: list[str] = list(BUILT_IN_PARTICIPANTS)
         self._pending: dict[str, Node] = {}  # configured under `participants:`, to be started by a step
+        self._tables: dict[str, dict[str, list[str]]] = {}  # participant -> its tables -> their columns
 
     # -- sales ------------------------------------------------------------------------------
     def define_sale(self, node: Node, where: str, group: bool) -> str | None:
@@ -92,6 +94,7 @@ class Names:
         reference = self.r.string(node, where)
         if reference is None:
             return None
+        current_directory_first()  # the rule `up --with` and the participant processes follow
         try:
             participant = load_participant(reference)
         except ValueError as exc:
@@ -100,7 +103,14 @@ class Names:
         if expected_name is not None and participant.name != expected_name:
             self.r.problems.add(node, where, f"{reference} is participant {participant.name!r}, not {expected_name!r}")
             return None
+        self._tables[participant.name] = _tables_of(participant)
         return reference, participant.name
+
+    def tables_of(self, name: str) -> dict[str, list[str]] | None:
+        """The tables `sagactl state` shows for a participant, with their columns (None: not known here)."""
+        if name not in self._tables and name in BUILT_IN_PARTICIPANTS:
+            self._tables[name] = _tables_of(load_participant(name))
+        return self._tables.get(name)
 
     def check_pending(self) -> None:
         for name, key_node in self._pending.items():
@@ -117,3 +127,7 @@ class Names:
             self.r.problems.add(node, where, f"unknown event type {name!r}; expected one of {', '.join(SUBJECTS)}")
             return None
         return name
+
+
+def _tables_of(participant: Any) -> dict[str, list[str]]:
+    return {str(table.__tablename__): list(table.model_fields) for table in participant.tables}

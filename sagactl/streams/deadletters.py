@@ -1,7 +1,7 @@
 """The dead-letter list: events a participant gave up on, kept with why, to inspect, replay or purge.
 
-A participant parks an event in the `SAGA_DLQ` stream (see `_dead_letter` in
-participants/runtime/daemon.py) with headers naming the original subject, the participant, the
+A participant parks an event in the `SAGA_DLQ` stream (see `Settler.dead_letter` in
+participants/runtime/settle.py) with headers naming the original subject, the participant, the
 error, the number of deliveries and the event's sequence in `SAGA`. Replaying publishes the
 original body on the replay subject of the participant that gave up (`saga.replay.<participant>`),
 which only that participant consumes; its rows keyed by sale (a reservation, a payment, a sale's

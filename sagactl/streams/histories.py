@@ -12,7 +12,6 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Callable
 
-import orjson
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
@@ -23,6 +22,7 @@ from participants.contract import (
     STREAM,
     STREAM_SUBJECTS,
     UPDATED_INVENTORY,
+    decode_body,
 )
 from sagactl.errors import Unavailable
 
@@ -31,7 +31,7 @@ READ_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
-class Step:
+class HistoryEvent:
     """One event of a sale, as the stream holds it."""
 
     seq: int
@@ -49,10 +49,10 @@ class SaleHistory:
     user_id: int
     quantity: int
     value: str
-    steps: list[Step] = field(default_factory=list)
+    steps: list[HistoryEvent] = field(default_factory=list)
 
     @property
-    def last(self) -> Step:
+    def last(self) -> HistoryEvent:
         return self.steps[-1]
 
     def has(self, event_type: str) -> bool:
@@ -117,8 +117,10 @@ async def read_histories(js: JetStreamContext) -> tuple[dict[int, SaleHistory], 
     sales: dict[int, SaleHistory] = {}
 
     def add(msg: Msg) -> None:
+        body = decode_body(msg.data)
+        if body is None:
+            return
         try:
-            body = orjson.loads(msg.data)
             sale_id, event_type, event_id = body["sale_id"], body["type"], body["event_id"]
             if not (isinstance(sale_id, int) and isinstance(event_type, str) and isinstance(event_id, str)):
                 return
@@ -127,11 +129,11 @@ async def read_histories(js: JetStreamContext) -> tuple[dict[int, SaleHistory], 
                 history = sales[sale_id] = SaleHistory(
                     sale_id, int(body["product_id"]), int(body["user_id"]), int(body["quantity"]), str(body["value"])
                 )
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError):
             return
         meta = msg.metadata
         history.steps.append(
-            Step(meta.sequence.stream, event_type, event_id, str(body.get("producer", "?")), meta.timestamp.timestamp(), body.get("reason"))
+            HistoryEvent(meta.sequence.stream, event_type, event_id, str(body.get("producer", "?")), meta.timestamp.timestamp(), body.get("reason"))
         )
 
     until = await read_stream(js, STREAM, STREAM_SUBJECTS[0], add)

@@ -9,8 +9,12 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sagactl.errors import Unavailable, UsageError
+
+if TYPE_CHECKING:  # nats is imported only by the commands that connect
+    from nats.aio.client import Client as NATS
 
 # The environment variables naming a `.creds` file and a TLS CA (read by broker.connect, and
 # inherited by the participants that `sagactl up` starts).
@@ -27,18 +31,26 @@ def use_connection_files(creds: Path | None, tls_ca: Path | None) -> None:
         os.environ[variable] = str(path.resolve())
 
 
-def check_reachable(urls: list[str]) -> None:
-    """Connect once and leave: a wrong URL, credential or CA fails here in one line, not in a log."""
-    from participants.runtime.broker import BrokerUnavailable, connect
-
-    async def probe() -> None:
-        client = await connect(urls, "sagactl-up", reconnect_forever=False)
-        await client.close()
+async def connect(urls: list[str], name: str) -> NATS:
+    """A connection for one command, or `Unavailable` (exit 3) in sagactl's words: the one place
+    where a broker that cannot be reached becomes the user's error."""
+    from participants.runtime.broker import BrokerUnavailable
+    from participants.runtime.broker import connect as broker_connect
 
     try:
-        asyncio.run(probe())
+        return await broker_connect(urls, name, reconnect_forever=False)
     except BrokerUnavailable as exc:
         raise Unavailable(str(exc)) from None
+
+
+def check_reachable(urls: list[str]) -> None:
+    """Connect once and leave: a wrong URL, credential or CA fails here in one line, not in a log."""
+
+    async def probe() -> None:
+        client = await connect(urls, "sagactl-up")
+        await client.close()
+
+    asyncio.run(probe())
 
 
 def parse_db_urls(specs: list[str]) -> dict[str, str]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from participants.runtime.loader import BUILT_IN
+from participants.runtime.settings import db_url_env, to_env
 from sagactl.errors import Unavailable, UsageError
 from sagactl.system.connection import CONNECTION_FILE_VARIABLES
 from sagactl.system.processes import (
@@ -114,18 +115,14 @@ class Supervisor:
     # -- participants --------------------------------------------------------------------
     def participant_env(self, name: str, replica: int, nats_urls: list[str], extra: dict[str, str]) -> dict[str, str]:
         env = dict(os.environ)
-        env.update(
-            NATS_URL=",".join(nats_urls),
-            SAGACTL_STATE_DIR=str(self.state.root),
-            SAGACTL_REPLICA=str(replica),
-        )
+        env.update(to_env(nats_urls=nats_urls, state_dir=self.state.root, replica=replica))
         system = self.state.load_system()
         given_db = (system.get("db_urls") or {}).get(name)  # `up --db-url`, kept for restarts
         if given_db:
-            env[f"SAGACTL_DB_URL_{name.upper()}"] = given_db
-        env.setdefault(f"SAGACTL_DB_URL_{name.upper()}", self.state.db_url(name))
+            env.update(to_env(name, db_url=given_db))
+        env.setdefault(db_url_env(name), self.state.db_url(name))
         if system.get("cluster"):
-            env.setdefault("SAGACTL_STREAM_REPLICAS", str(min(int(system["cluster"]["size"]), 3)))
+            env = {**to_env(stream_replicas=min(int(system["cluster"]["size"]), 3)), **env}  # a default only
         if name == "sale" and system.get("sale_deadline"):  # `up --sale-deadline`, kept for restarts
             env["SAGACTL_SALE_DEADLINE"] = str(system["sale_deadline"])
         env.update(extra)
@@ -150,7 +147,7 @@ class Supervisor:
             stderr=subprocess.STDOUT,
             env=self.participant_env(name, replica, nats_urls, extra_env or {}),
             start_new_session=True,
-            cwd=os.getcwd(),
+            cwd=(self.state.load_system().get("directories") or {}).get(name) or os.getcwd(),
         )
         self.state.pid_file(name, replica).write_text(str(process.pid))
         return process
@@ -205,6 +202,12 @@ class Supervisor:
             system["db_urls"] = {**(system.get("db_urls") or {}), **db_urls}
         wanted = dict(system.get("participants") or {})
         wanted.update(participants or BUILT_IN)
+        # Where an added participant's module imports from: `up` again from elsewhere finds it.
+        directories = dict(system.get("directories") or {})
+        for name in wanted:
+            if name not in BUILT_IN:
+                directories.setdefault(name, os.getcwd())
+        system["directories"] = directories
         counts = dict(system.get("replicas") or {})
         counts.update(replicas or {})
         system.update(participants=wanted, replicas=counts)
@@ -217,7 +220,7 @@ class Supervisor:
                 log_file = self.state.log_file(name, replica)
                 offset = log_file.stat().st_size if log_file.exists() else 0
                 # Every process learns how many share its durable consumer (SAGACTL_REPLICAS).
-                env = {"SAGACTL_REPLICAS": str(int(counts.get(name, 1))), **(extra_env or {}).get(name, {})}
+                env = {**to_env(replicas=int(counts.get(name, 1))), **(extra_env or {}).get(name, {})}
                 process = self.start_participant(name, reference, replica, urls, env)
                 started.append((name, replica, process, offset))
         self.wait_ready(started)
@@ -245,7 +248,7 @@ class Supervisor:
         pid_file.unlink(missing_ok=True)
 
     def down(self, purge: bool = False) -> list[str]:
-        """Stop every process this state dir started; with purge, delete databases and store."""
+        """Stop every process this state dir started; with purge, delete databases, store and logs."""
         stopped = []
         infos = self.processes()
         for info in infos:
@@ -265,7 +268,30 @@ class Supervisor:
             for path in self.state.db_files():
                 path.unlink(missing_ok=True)
             shutil.rmtree(self.state.nats_dir, ignore_errors=True)
+            shutil.rmtree(self.state.logs_dir, ignore_errors=True)  # or the next system's logs mix with these
             self.state.system_file.unlink(missing_ok=True)
+        return stopped
+
+    def remove(self, name: str) -> list[str]:
+        """Stop a participant added with `up --with` and forget it; the others keep running.
+
+        Its database (and the events it emitted) stay: `up --with` again resumes where it was.
+        """
+        system = self.state.load_system()
+        if name in BUILT_IN:
+            raise UsageError(f"{name} is a built-in participant: the saga needs it (stop all with `sagactl down`)")
+        if name not in (system.get("participants") or {}):
+            added = [n for n in system.get("participants") or {} if n not in BUILT_IN]
+            raise UsageError(f"no participant {name!r} was added here (added: {', '.join(added) or 'none'})")
+        stopped = []
+        for info in self.processes():
+            if info.name == name:
+                if info.running:
+                    stopped.append(name if info.replica == 1 else f"{name}-{info.replica}")
+                self.stop_participant(name, info.replica)
+        for key in ("participants", "replicas", "directories"):
+            (system.get(key) or {}).pop(name, None)
+        self.state.save_system(system)
         return stopped
 
     def describe_url(self, urls: list[str]) -> str:
@@ -302,6 +328,17 @@ def parse_replicas(specs: list[str]) -> dict[str, int]:
     return result
 
 
+def current_directory_first() -> None:
+    """The one import rule for `up --with`, `participant run` and a scenario's `module:`/`start:`.
+
+    As `python -m` does (and the participant processes, started with `python -m` here, will):
+    the current directory first, before an installed package of the same name.
+    """
+    cwd = os.getcwd()
+    if sys.path[:1] != [cwd] and sys.path[:1] != [""]:
+        sys.path.insert(0, cwd)
+
+
 def load(reference: str) -> Participant:
     """Import a participant by `MODULE:OBJECT` from the current directory, as its process will.
 
@@ -310,8 +347,7 @@ def load(reference: str) -> Participant:
     """
     from participants.runtime.loader import load_participant
 
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    current_directory_first()
     try:
         return load_participant(reference)
     except ValueError as exc:

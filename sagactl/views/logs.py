@@ -46,8 +46,8 @@ def log_line(line: LogLine) -> Text:
     rest = {k: v for k, v in record.items() if k not in PLACED}
     if rest:
         text.append(" " + " ".join(f"{k}={_short(v)}" for k, v in rest.items()), style="dim")
-    if "event_id" in record:
-        text.append(f" [{str(record['event_id'])[:8]}]", style="dim")
+    if "event_id" in record:  # ids start with their time (the same for a second): the random end tells them apart
+        text.append(f" [id …{str(record['event_id'])[-8:]}]", style="dim")
     return text
 
 

@@ -1,12 +1,10 @@
-"""A saga's trace as a Rich table, a Mermaid sequence diagram, or an SVG picture."""
+"""A saga's trace as a Rich table (stacked below 100 columns) or a Mermaid sequence diagram (the SVG
+picture is views/diagram.py)."""
 
 from __future__ import annotations
 
-import io
-from pathlib import Path
-
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -16,7 +14,6 @@ from sagactl.views.events import clock, style_of
 from sagactl.views.tables import STATUS_STYLES
 
 CLIENT = "sagactl"
-SVG_WIDTH = 104
 
 
 def duration(ms: float | None) -> str:
@@ -25,14 +22,20 @@ def duration(ms: float | None) -> str:
     return f"{ms:.1f} ms" if abs(ms) < 1000 else f"{ms / 1000:.2f} s"
 
 
-def render_trace(trace: SagaTrace) -> RenderableType:
+WIDE = 100  # columns the table needs; narrower (80 when piped), each event is stacked on two lines
+
+
+def render_trace(trace: SagaTrace, width: int = WIDE) -> RenderableType:
     reason = f" ({trace.reason})" if trace.reason else ""
     title = Text(f"sale {trace.sale_id}: ", style="bold")
     title.append(f"{trace.status}{reason}", style=STATUS_STYLES.get(trace.status, ""))
     sale = trace.sale
+    separator = " · " if width >= WIDE else "\n"  # narrow: what was sold, then when, on lines of their own
     details = Text(f"product {sale['product_id']} · user {sale['user_id']} · quantity {sale['quantity']} · "
-                   f"value {sale['value']} · submitted {clock(trace.submitted_at)} · {len(trace.steps)} events",
+                   f"value {sale['value']}{separator}submitted {clock(trace.submitted_at)} · {len(trace.steps)} events",
                    style="dim")
+    if width < WIDE:
+        return Group(title, details, *_deadline(trace), *_stacked(trace), *_waiting(trace))
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
     for column, justify in (("seq", "right"), ("event", "left"), ("producer", "left"), ("+submit", "right"),
                             ("+prev", "right"), ("handled by", "left"), ("note", "left")):
@@ -46,18 +49,43 @@ def render_trace(trace: SagaTrace) -> RenderableType:
             str(step.body.get("producer", "?")), duration(step.since_submit_ms), duration(step.since_previous_ms),
             _handled(step), _note(step),
         )
-    parts: list[RenderableType] = [title, details]
-    if trace.deadline_at:
-        fired = trace.deadline_fired
-        parts.append(Text(f"deadline {trace.deadline_at}: " + (
-            f"fired at +{duration(fired.since_submit_ms)} (seq {fired.event.seq}); the compensations after it undo the sale"
-            if fired else "not fired"), style="magenta" if fired else "dim"))
-    parts.append(table)
-    if trace.waiting_for is not None:
-        waiting = trace.waiting_for
-        parts.append(Text(f"waiting for {' or '.join(waiting.emits)} from {waiting.actor} "
-                          f"(its reaction to {waiting.after})", style="yellow"))
-    return Group(*parts)
+    return Group(title, details, *_deadline(trace), table, *_waiting(trace))
+
+
+def _deadline(trace: SagaTrace) -> list[Text]:
+    """The sale's deadline, and when it fired (the compensations after it undo the sale)."""
+    if not trace.deadline_at:
+        return []
+    fired = trace.deadline_fired
+    if fired is None:
+        return [Text(f"deadline {trace.deadline_at}: not fired", style="dim")]
+    return [Text(f"deadline {trace.deadline_at}: fired at +{duration(fired.since_submit_ms)} (seq {fired.event.seq}); "
+                 "the compensations after it undo the sale", style="magenta")]
+
+
+def _waiting(trace: SagaTrace) -> list[Text]:
+    if trace.waiting_for is None:
+        return []
+    waiting = trace.waiting_for
+    return [Text(f"waiting for {' or '.join(waiting.emits)} from {waiting.actor} "
+                 f"(its reaction to {waiting.after})", style="yellow")]
+
+
+def _stacked(trace: SagaTrace) -> list[Text]:
+    """Each event on a line of fixed fields, then who handled it and its notes, whole, below it."""
+    lines = [Text(f"{'seq':>4}  {'event':<19} {'producer':<10} {'+submit':>9} {'+prev':>9}", style="bold")]
+    for step in trace.steps:
+        line = Text(f"{step.event.seq:>4}  ")
+        line.append(f"{step.event_type:<19}", style=style_of(step.event_type, step.body.get("reason")))
+        line.append(f" {str(step.body.get('producer', '?')):<10} {duration(step.since_submit_ms):>9} "
+                    f"{duration(step.since_previous_ms):>9}")
+        lines.append(line)
+        parts = [Text("handled by ", style="dim").append(_handled(step))] if consumer_of(step.event_type) else []
+        if _note(step).plain:
+            parts.append(_note(step))
+        if parts:
+            lines.append(Text("      ").append(Text(" · ", style="dim").join(parts)))
+    return lines
 
 
 def _handled(step: TraceStep) -> Text:
@@ -136,11 +164,3 @@ def mermaid(trace: SagaTrace) -> str:
     lines += arrows
     lines.append(f"    Note over {CLIENT},{last}: sale {trace.sale_id} {trace.status}{reason}")
     return "\n".join(lines) + "\n"
-
-
-def save_svg(trace: SagaTrace, path: Path) -> None:
-    """Draw the trace table as an SVG picture (Rich's terminal rendering), e.g. for a README."""
-    console = Console(record=True, width=SVG_WIDTH, file=io.StringIO(), force_terminal=True, color_system="truecolor")
-    console.print(render_trace(trace))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    console.save_svg(str(path), title=f"sagactl trace {trace.sale_id}")
