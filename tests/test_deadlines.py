@@ -68,6 +68,23 @@ async def test_a_sale_expires_while_payment_is_frozen_and_everything_comes_back(
         assert "REFUNDED_PAYMENT" in types, types
         report = await checked(client, stuck_after=0)
         assert (report.counts["expired"], report.counts["refunds"], report.counts["payments"]) == (1, 1, 0)
+        # trace shows the deadline, when it fired, and the compensations after it
+        import asyncio
+        import json
+
+        from typer.testing import CliRunner
+
+        from sagactl.cli.main import app
+
+        def trace(*args: str) -> str:  # the CLI runs its own event loop: in a thread
+            return CliRunner().invoke(app, ["trace", str(sale_id), *args, "--state-dir", str(system.state.root)]).stdout
+
+        traced = json.loads(await asyncio.to_thread(trace, "--json"))
+        assert traced["deadline_at"] and traced["deadline_fired_at"]
+        kinds = {e["type"]: e["kind"] for e in traced["events"]}
+        assert kinds["ROLLBACK_INVENTORY"] == kinds["REFUNDED_PAYMENT"] == "compensation"
+        shown = await asyncio.to_thread(trace)
+        assert "deadline " in shown and "fired at +" in shown
     finally:
         await client.close()
 
