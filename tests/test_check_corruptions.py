@@ -106,7 +106,7 @@ async def test_check_flags_each_corruption_of_tables_and_stream(system: Supervis
             ("money", "user 10"),
             ("stuck", f"sale {sale[11]}"),
             ("applied-twice", f"sale {sale[12]}"),
-            ("money", "user 1"),
+            ("money", "user 1"), ("payment", f"sale {sale[1]}"),
             ("stock", "product 13"),
         }
         assert expected <= found, "\n".join(f"missed: {m}" for m in sorted(expected - found)) + f"\nfound: {sorted(found)}"

@@ -18,10 +18,10 @@ from participants.contract import (
     parse_sale,
 )
 from participants.runtime import Participant, TransientError
-from participants.runtime.database import create_schema, make_engine
+from participants.runtime.database import create_schema, make_engine, seed_once
+from participants.runtime.settle import failure_action, is_transient
 from participants.runtime.rows import read_page
 from participants.runtime.settings import ConfigError, Settings
-from participants.runtime.settle import failure_action, is_transient
 from participants.runtime.transaction import apply_event, apply_request
 from participants.sale import participant as sale
 from participants.sale.handlers import submit
@@ -55,30 +55,31 @@ def test_which_failures_are_transient(exc: BaseException, transient: bool) -> No
     assert failure_action(exc, deliveries=4, max_deliver=5) == "retry"
 
 
-class OneLabel(SQLModel, table=True):
-    """A participant table whose UNIQUE column a careless handler breaks on its second event."""
+class Ticket(SQLModel, table=True):
+    """A table whose handler can break its own constraint: one ticket per product."""
 
-    __tablename__ = "test_one_label"
-    id: int | None = Field(default=None, primary_key=True)
-    label: str = Field(unique=True)
+    __tablename__ = "constraint_tickets"
+    product_id: int = Field(primary_key=True)
 
 
-def _label_everything(event: Event, session: Session) -> None:
-    session.add(OneLabel(label="the same for every event"))
+def _issue_ticket(event: Event, session: Session) -> None:
+    # The built-ins decide by their rows and never break their constraints; this handler does.
+    session.add(Ticket(product_id=event.product_id))
     session.flush()
 
 
 def test_a_handler_row_breaking_a_constraint_is_a_failure_not_a_race(tmp_path: Path) -> None:
-    careless = Participant(name="careless", tables=[OneLabel], handlers={CREATED_SALE: _label_everything})
-    engine = make_engine(f"sqlite:///{tmp_path / 'careless.db'}")
-    create_schema(engine, careless.all_tables)
-    first, second = (new_event(CREATED_SALE, n, parse_sale(1, 1, "20.00", 1), "sale") for n in (1, 2))
-    apply_event(engine, careless, first)
-    # A second, distinct event: the handler's row breaks the UNIQUE label, which is no inbox race.
+    tickets = Participant(name="tickets", tables=[Ticket], handlers={CREATED_SALE: _issue_ticket})
+    engine = make_engine(f"sqlite:///{tmp_path / 'tickets.db'}")
+    create_schema(engine, tickets.all_tables)
+    first = new_event(CREATED_SALE, 1, parse_sale(1, 1, "20.00", 1), "sale")
+    apply_event(engine, tickets, first)
+    # A second, distinct event: its ticket row breaks the primary key.
+    second = new_event(CREATED_SALE, 2, parse_sale(1, 1, "20.00", 1), "sale")
     with pytest.raises((IntegrityError, sqlite3.IntegrityError)):
-        apply_event(engine, careless, second)
+        apply_event(engine, tickets, second)
     with Session(engine) as session:
-        assert len(session.exec(select(OneLabel)).all()) == 1  # nothing of the second committed
+        assert len(session.exec(select(Ticket)).all()) == 1  # nothing of the failed event committed
 
 
 def test_settings_name_the_variable_that_is_wrong(monkeypatch: pytest.MonkeyPatch) -> None:
