@@ -8,12 +8,14 @@ The rules (each violation names its rule in `check`):
 - payment: every FINALIZED sale has exactly one charge and no refund; every charge or refund
   belongs to an existing sale (whatever its id) of the same user and value; a CANCELED sale
   keeps no charge (once its compensations had time to arrive);
-- canceled: no CANCELED sale holds stock (once its compensations had time to arrive);
+- canceled: no CANCELED sale holds stock (once its compensations had time to arrive); a sale
+  expired by its deadline is a CANCELED one like any other (`counts.expired` says how many);
 - negative: no stock or balance below zero;
 - applied-twice: no event type decided twice for one sale (two distinct events in the stream);
 - stuck: no sale PENDING longer than `stuck_after`; names the last event and who acts next;
 - dead-letter: the dead-letter list is empty;
-- unreachable: a participant did not answer (its rules could not be checked).
+- unreachable: a participant did not answer (its rules could not be checked);
+- unhealthy: a participant process answered its ping but is not connected and consuming.
 
 On a live system the snapshot is not one instant: a sale with events after the check began,
 or PENDING waiting for inventory, may or may not be in the stock read. Such sales widen the
@@ -29,13 +31,15 @@ from typing import Any
 
 import nats.errors
 
-from participants.contract import REASON_DEADLINE, REASON_UNKNOWN_SALE, STREAM
+from participants.contract import REASON_DEADLINE, REASON_UNKNOWN_SALE, REFUNDED_PAYMENT, STREAM
 from participants.flow import consumer_of, expected_next
+from participants.runtime.loader import BUILT_IN
 from sagactl.client import SagaClient
 from sagactl.errors import Unavailable
 from sagactl.snapshot import SaleRecord, Snapshot, read_snapshot
 from sagactl.streams.deadletters import DeadLetter, list_dead_letters
 from sagactl.streams.histories import SaleHistory, last_seq, read_histories
+from sagactl.system.health import healthy, ping_replicas, why_unhealthy
 
 FINALIZED, CANCELED, PENDING = "FINALIZED", "CANCELED", "PENDING"
 # Cancels the sale service decides alone: inventory and payment compensate after the fact.
@@ -73,10 +77,13 @@ async def run_checks(client: SagaClient, stuck_after: float = 30.0) -> CheckRepo
         snapshot = await read_snapshot(client)
         histories, until = await read_histories(js)
         dead = await list_dead_letters(js)
+        pings = await ping_replicas(client.nc, list(BUILT_IN))
     except (nats.errors.Error, TimeoutError) as exc:
         raise Unavailable(f"cannot read the streams: {exc or type(exc).__name__}") from None
     audit = Audit(snapshot, histories, before, dead, time.time(), stuck_after)
-    report = CheckReport(audit.violations(), audit.counts(until))
+    sick = [Violation("unhealthy", f"{r['participant']} replica {r.get('replica', 1)}", why_unhealthy(r))
+            for r in pings if not healthy(r)]
+    report = CheckReport(audit.violations() + sick, audit.counts(until))
     report.seconds = time.monotonic() - started
     return report
 
@@ -112,6 +119,7 @@ class Audit:
         payments = self.snapshot.payments or []
         return {"sales": len(self.sales), **statuses, "payments": sum(p.charged for p in payments),
                 "refunds": sum(p.state == "REFUNDED" for p in payments),
+                "expired": sum(s.status == CANCELED and s.reason == REASON_DEADLINE for s in self.sales.values()),
                 "products": len(self.snapshot.stock or []), "users": len(self.snapshot.money or []),
                 "stream_seq": until, "dead_letters": len(self.dead)}
 
@@ -187,9 +195,14 @@ class Audit:
                                        f"{payment.value:.2f} was never refunded"))
             elif not payment.charged and sale.status == FINALIZED:
                 found.append(Violation("payment", subject, f"FINALIZED but payment {payment.id} of {payment.value:.2f} was refunded"))
+        refunded = {p.sale_id for p in self.snapshot.payments or [] if p.state == "REFUNDED"}
         for sale in self.sales.values():
             if sale.status == FINALIZED and charged.get(sale.id, 0) != 1:
                 found.append(Violation("payment", f"sale {sale.id}", f"FINALIZED with {charged.get(sale.id, 0)} payments"))
+            history = self.histories.get(sale.id)
+            if history is not None and history.has(REFUNDED_PAYMENT) and sale.id not in refunded:
+                found.append(Violation("payment", f"sale {sale.id}", "a REFUNDED_PAYMENT is on the stream but payment "
+                                       "holds no refund for it (a refund without a charge)"))
         return found
 
     def _settling(self, sale: SaleRecord) -> bool:

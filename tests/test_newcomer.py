@@ -198,7 +198,8 @@ def test_setup_then_a_timeout_with_its_own_exit_code(tmp_path: Path) -> None:
         assert "handled by sale" in trace.stdout and "compensation, insufficient balance" in trace.stdout
         logged = sagactl("logs", "inventory", "--state-dir", state).stdout
         tags = [line.rsplit("[id …", 1)[1] for line in logged.splitlines() if "[id …" in line]
-        assert len(tags) == 2 and len(set(tags)) == 2, logged  # CREATED_SALE and FAILED_PAYMENT: two events
+        # CREATED_SALE and FAILED_PAYMENT (and CANCELED_SALE, once inventory has seen it): one tag each.
+        assert len(tags) >= 2 and len(set(tags)) == len(tags), logged
         picture = (tmp_path / "sale.svg").read_text()
         assert picture.count("<line ") == 4 + 1 + 5 and "stroke-dasharray=\"6 3\"" in picture  # the compensation
         many = [arg for n in range(10, 40) for arg in ("--product", f"{n}=5")]

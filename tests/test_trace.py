@@ -97,8 +97,10 @@ def test_unknown_sale_and_bad_arguments(sagas: Supervisor) -> None:
 
 def test_a_stuck_saga_names_the_step_and_participant_it_waits_for(system: Supervisor) -> None:
     system.stop_participant("payment")
-    result = sagactl(system, "submit", "--product-id", "1", "--user-id", "1", "--value", "20.00", "--quantity", "2")
-    assert result.exit_code == 0
+    result = sagactl(system, "submit", "--product-id", "1", "--user-id", "1", "--value", "20.00", "--quantity", "2",
+                     "--wait", "--timeout", "1")
+    assert result.exit_code == 4 and result.stderr.strip().splitlines() == [
+        "sagactl: error: sale 1 still PENDING after 1s"], result.output  # the wait's timeout
     waiting = wait_for(lambda: (s := trace_json(system, 1))["events"][-1]["type"] == "UPDATED_INVENTORY" and s,
                        what="inventory's event")
     assert waiting["status"] == "PENDING"
