@@ -20,7 +20,7 @@ from sagactl.cli.main import app
 runner = CliRunner()
 
 SAGACTL = str(Path(sys.executable).parent / "sagactl")  # the script `pip install` puts beside python
-TYPER_PLACEHOLDERS = ("<str>", "<bool>", "<int", "<float", "<path>", "<list", "range>", "{")
+TYPER_PLACEHOLDERS = ("<str>", "<bool>", "<int", "<float", "<path>", "<list", "range>", "{", "x>=", "x<=")
 
 
 def sagactl(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
