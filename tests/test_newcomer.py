@@ -420,3 +420,26 @@ expect:
     ):
         assert problem in result.stderr, (problem, result.stderr)
     assert "Input should" not in result.stderr
+
+
+BROKEN = '''
+import os
+
+from participants.runtime import Participant
+
+if os.environ.get("SAGACTL_REPLICA"):  # set in the participant's own process only
+    raise ImportError("this module refuses to load in a participant process")
+participant = Participant(name="broken", tables=[], handlers={})
+'''
+
+
+def test_a_participant_that_cannot_start_is_explained_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text(BROKEN)
+    state = str(tmp_path / "state")
+    try:
+        result = sagactl("up", "--with", "broken:participant", "--state-dir", state, cwd=tmp_path, timeout=120)
+        line = one_error_line(result, 3, "participant broken exited: cannot import broken",
+                              "refuses to load in a participant process", "(log: ")
+        assert '{"ts"' not in line
+    finally:
+        sagactl("down", "--state-dir", state)
