@@ -41,6 +41,8 @@ VALIDATED_PAYMENT = "VALIDATED_PAYMENT"
 FAILED_PAYMENT = "FAILED_PAYMENT"
 FINALIZED_SALE = "FINALIZED_SALE"
 CANCELED_SALE = "CANCELED_SALE"
+# Payment's answer to a CANCELED_SALE for a sale it had charged: the money is back.
+REFUNDED_PAYMENT = "REFUNDED_PAYMENT"
 
 # Event type -> subject. The seed's five names plus the two terminal events of the sale service.
 SUBJECTS: dict[str, str] = {
@@ -51,15 +53,34 @@ SUBJECTS: dict[str, str] = {
     FAILED_PAYMENT: "saga.payment.failed",
     FINALIZED_SALE: "saga.sale.finalized",
     CANCELED_SALE: "saga.sale.canceled",
+    REFUNDED_PAYMENT: "saga.payment.refunded",
 }
 TERMINAL_TYPES = frozenset({FINALIZED_SALE, CANCELED_SALE})
+
+# A sale's status: PENDING from its submit until a terminal event says how it ended.
+STATUS_PENDING = "PENDING"
+STATUS_FINALIZED = "FINALIZED"
+STATUS_CANCELED = "CANCELED"
+SALE_STATUSES = (STATUS_PENDING, STATUS_FINALIZED, STATUS_CANCELED)
+TERMINAL_STATUSES = (STATUS_FINALIZED, STATUS_CANCELED)
+# Terminal event type -> the status it gives its sale.
+STATUS_AFTER = {FINALIZED_SALE: STATUS_FINALIZED, CANCELED_SALE: STATUS_CANCELED}
 # Events that undo or end a saga that failed; views colour them as such.
-FAILURE_TYPES = frozenset({FAILED_PAYMENT, ROLLBACK_INVENTORY, CANCELED_SALE})
+FAILURE_TYPES = frozenset({FAILED_PAYMENT, ROLLBACK_INVENTORY, CANCELED_SALE, REFUNDED_PAYMENT})
 
 REASON_OUT_OF_STOCK = "out of stock"
 REASON_UNKNOWN_PRODUCT = "unknown product"
 REASON_INSUFFICIENT_BALANCE = "insufficient balance"
 REASON_UNKNOWN_USER = "unknown user"
+# The sale service closes a sale it never opened (an answer to a forged event) with this reason,
+# so inventory and payment undo whatever the forged event moved.
+REASON_UNKNOWN_SALE = "unknown sale"
+REASON_DEADLINE = "deadline exceeded"
+
+
+def replay_subject(participant: str) -> str:
+    """Where a dead letter is replayed: only the participant that gave up on it consumes it."""
+    return f"{SUBJECT_ROOT}.replay.{participant}"
 
 MONEY_PLACES = Decimal("0.01")
 MAX_MONEY = Decimal("9999999999.99")
@@ -67,6 +88,11 @@ MAX_MONEY = Decimal("9999999999.99")
 
 class ContractError(ValueError):
     """An event body or sale request that does not follow the contract."""
+
+
+class Refused(ContractError):
+    """A well-formed event that contradicts what the participant knows of its sale (a conflicting
+    copy, a compensation for a sale it never reserved): dead-lettered at once, never applied."""
 
 
 def register_event_type(event_type: str, subject: str) -> None:
@@ -219,6 +245,15 @@ def new_event(event_type: str, sale_id: int, sale: Sale, producer: str, reason: 
         reason=reason,
         **sale.model_dump(),
     )
+
+
+def decode_body(data: bytes) -> dict[str, Any] | None:
+    """The JSON object a message carries; None for anything else (malformed, not an object)."""
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return body if isinstance(body, dict) else None
 
 
 def parse_event(data: bytes) -> Event:

@@ -18,6 +18,8 @@ from participants.contract import (
     REASON_INSUFFICIENT_BALANCE,
     REASON_UNKNOWN_USER,
     ROLLBACK_INVENTORY,
+    STATUS_AFTER,
+    STATUS_PENDING,
     TERMINAL_TYPES,
     UPDATED_INVENTORY,
     VALIDATED_PAYMENT,
@@ -108,9 +110,4 @@ def outcome_kind(event_type: str, reason: str | None = None) -> str:
 
 def final_status(event_types: Iterable[str]) -> str:
     """FINALIZED, CANCELED or PENDING, from a saga's events."""
-    for event_type in event_types:
-        if event_type == FINALIZED_SALE:
-            return "FINALIZED"
-        if event_type == CANCELED_SALE:
-            return "CANCELED"
-    return "PENDING"
+    return next((STATUS_AFTER[t] for t in event_types if t in STATUS_AFTER), STATUS_PENDING)

@@ -3,10 +3,12 @@
 The rules (each violation names its rule in `check`):
 - stock: per product, baseline = stock + quantity of FINALIZED sales + quantity held by sales
   in flight (the stream says which hold stock: inventory debited and has not credited back);
-- money: per user, baseline = balance + sum of their payments (one transaction in payment);
-- payment: every FINALIZED sale has exactly one payment, every payment belongs to a sale of the
-  same user and value that is not CANCELED;
-- canceled: no CANCELED sale holds stock;
+- money: per user, baseline = balance + sum of their payments still charged (one statement in
+  payment, so one snapshot);
+- payment: every FINALIZED sale has exactly one charge and no refund; every charge or refund
+  belongs to an existing sale (whatever its id) of the same user and value; a CANCELED sale
+  keeps no charge (once its compensations had time to arrive);
+- canceled: no CANCELED sale holds stock (once its compensations had time to arrive);
 - negative: no stock or balance below zero;
 - applied-twice: no event type decided twice for one sale (two distinct events in the stream);
 - stuck: no sale PENDING longer than `stuck_after`; names the last event and who acts next;
@@ -27,7 +29,7 @@ from typing import Any
 
 import nats.errors
 
-from participants.contract import STREAM
+from participants.contract import REASON_DEADLINE, REASON_UNKNOWN_SALE, STREAM
 from participants.flow import consumer_of, expected_next
 from sagactl.client import SagaClient
 from sagactl.errors import Unavailable
@@ -36,6 +38,8 @@ from sagactl.streams.deadletters import DeadLetter, list_dead_letters
 from sagactl.streams.histories import SaleHistory, last_seq, read_histories
 
 FINALIZED, CANCELED, PENDING = "FINALIZED", "CANCELED", "PENDING"
+# Cancels the sale service decides alone: inventory and payment compensate after the fact.
+SELF_CANCELED = frozenset({REASON_DEADLINE, REASON_UNKNOWN_SALE})
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,9 @@ class Audit:
         statuses = defaultdict(int)
         for sale in self.sales.values():
             statuses[sale.status.lower()] += 1
-        return {"sales": len(self.sales), **statuses, "payments": len(self.snapshot.payments or []),
+        payments = self.snapshot.payments or []
+        return {"sales": len(self.sales), **statuses, "payments": sum(p.charged for p in payments),
+                "refunds": sum(p.state == "REFUNDED" for p in payments),
                 "products": len(self.snapshot.stock or []), "users": len(self.snapshot.money or []),
                 "stream_seq": until, "dead_letters": len(self.dead)}
 
@@ -137,7 +143,7 @@ class Audit:
                     slack += sale.quantity
                 elif sale.status == FINALIZED:
                     sold += sale.quantity
-                elif sale.status == PENDING and self.histories[sale.id].holds_stock:
+                elif sale.status != FINALIZED and sale.id in self.histories and self.histories[sale.id].holds_stock:
                     held += sale.quantity
             missing = product.baseline - product.quantity - sold - held
             if not 0 <= missing <= slack:
@@ -162,32 +168,43 @@ class Audit:
 
     def payments(self) -> list[Violation]:
         found = []
-        newest = max(self.sales, default=0)
-        paid: dict[int, int] = defaultdict(int)
+        charged: dict[int, int] = defaultdict(int)
         for payment in self.snapshot.payments or []:
-            paid[payment.sale_id] += 1
             subject = f"sale {payment.sale_id}"
             sale = self.sales.get(payment.sale_id)
+            if payment.state not in ("CHARGED", "REFUNDED"):
+                continue  # refused, or canceled before any charge: no money moved
+            charged[payment.sale_id] += payment.charged
             if sale is None:
-                if payment.sale_id <= newest:  # newer ones: a sale submitted after the sales were read
-                    found.append(Violation("payment", subject, f"payment {payment.id} is for a sale that does not exist"))
+                found.append(Violation("payment", subject, f"payment {payment.id} ({payment.state} {payment.value:.2f}) "
+                                       "is for a sale that does not exist"))
                 continue
-            if sale.status == CANCELED:
-                found.append(Violation("payment", subject, f"CANCELED ({sale.reason}) but has payment {payment.id} "
-                                       f"of {payment.value:.2f}"))
-            elif (payment.user_id, payment.value) != (sale.user_id, sale.value):
+            if (payment.user_id, payment.value) != (sale.user_id, sale.value):
                 found.append(Violation("payment", subject, f"payment {payment.id} is user {payment.user_id}, {payment.value:.2f}; "
                                        f"the sale is user {sale.user_id}, {sale.value:.2f}"))
+            if payment.charged and sale.status == CANCELED and not self._settling(sale):
+                found.append(Violation("payment", subject, f"CANCELED ({sale.reason}) but payment {payment.id} of "
+                                       f"{payment.value:.2f} was never refunded"))
+            elif not payment.charged and sale.status == FINALIZED:
+                found.append(Violation("payment", subject, f"FINALIZED but payment {payment.id} of {payment.value:.2f} was refunded"))
         for sale in self.sales.values():
-            if sale.status == FINALIZED and paid.get(sale.id, 0) != 1:
-                found.append(Violation("payment", f"sale {sale.id}", f"FINALIZED with {paid.get(sale.id, 0)} payments"))
+            if sale.status == FINALIZED and charged.get(sale.id, 0) != 1:
+                found.append(Violation("payment", f"sale {sale.id}", f"FINALIZED with {charged.get(sale.id, 0)} payments"))
         return found
+
+    def _settling(self, sale: SaleRecord) -> bool:
+        """A sale the sale service canceled on its own (deadline, unknown sale) whose compensations
+        may still be on their way: its last event is recent, or newer than the databases read."""
+        history = self.histories.get(sale.id)
+        if history is None or sale.reason not in SELF_CANCELED:
+            return False
+        return history.last.seq > self.before or self.now - history.last.time <= self.stuck_after
 
     def canceled(self) -> list[Violation]:
         found = []
         for sale in self.sales.values():
             history = self.histories.get(sale.id)
-            if sale.status == CANCELED and history is not None and history.holds_stock:
+            if sale.status == CANCELED and history is not None and history.holds_stock and not self._settling(sale):
                 found.append(Violation("canceled", f"sale {sale.id}", f"CANCELED ({sale.reason}) but inventory never "
                                        f"credited back its {sale.quantity} unit(s) of product {sale.product_id}"))
         return found

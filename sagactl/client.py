@@ -1,14 +1,17 @@
-"""The CLI's side of the saga: submit sales, wait for their end, ask participants for state.
+"""The saga seen from outside: submit sales, learn how they end, ask participants for state.
 
 Everything goes through NATS, as a remote user's would: submit and state are requests answered
-by the participants, and the end of a saga is its terminal event on the stream.
+by the participants, and the end of a saga is its terminal event on the stream. The terminal
+watcher here is the one place a sale's end is learned: `sagactl submit --wait`, scenarios
+(scenario/tracker.py) and the bench (bench/load.py) all listen on it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from typing import Any, Iterable
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
 
 import orjson
 from nats.aio.client import Client
@@ -17,14 +20,14 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from participants.contract import (
-    CANCELED_SALE,
     DISCOVER_SUBJECT,
-    FINALIZED_SALE,
+    STATUS_AFTER,
     SUBJECTS,
-    TERMINAL_TYPES,
+    TERMINAL_STATUSES,
     ContractError,
     Sale,
     control_subject,
+    decode_body,
     register_event_type,
     subject_for,
 )
@@ -38,20 +41,39 @@ REQUEST_TIMEOUT_S = 5.0
 DISCOVER_WINDOW_S = 0.5
 # Once every expected participant answered, others (started by hand elsewhere) get this much longer.
 DISCOVER_GRACE_S = 0.1
+# Lookups in flight at once when rechecking many awaited sales (after a reconnect, say), and how
+# long each waits: a recheck runs inside a scenario's wait and must not outlast it.
+RECHECK_CONCURRENCY = 16
+RECHECK_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
-class Outcome:
+class SaleOutcome:
+    """How a sale ended, and when this process learned it."""
+
     sale_id: int
-    status: str  # FINALIZED or CANCELED
+    status: str  # STATUS_FINALIZED or STATUS_CANCELED
     reason: str | None = None
+    seen_at: float = field(default=0.0, compare=False)  # time.perf_counter() on arrival
+
+
+def outcome_of(body: dict[str, Any] | None) -> SaleOutcome | None:
+    """The outcome a terminal event announces; None for any other body (`sagactl check` reports malformed ones)."""
+    if body is None or not isinstance(body.get("sale_id"), int):
+        return None
+    status = STATUS_AFTER.get(body.get("type"))  # type: ignore[arg-type]
+    return None if status is None else SaleOutcome(body["sale_id"], status, body.get("reason"), time.perf_counter())
 
 
 class SagaClient:
     def __init__(self, nc: Client) -> None:
         self.nc = nc
-        self._waiting: dict[int, asyncio.Future[Outcome]] = {}
-        self._outcomes: dict[int, Outcome] = {}
+        self._waiting: dict[int, asyncio.Future[SaleOutcome]] = {}
+        self._outcomes: dict[int, SaleOutcome] = {}
+        # Sales submitted or waited for since `watch_terminal`, whose end is not known yet: the
+        # ones looked up at the sale service when their terminal event may have been missed.
+        self._awaited: set[int] = set()
+        self._listeners: list[Callable[[SaleOutcome], None]] = []
         self._subscriptions: list[Any] = []
 
     @classmethod
@@ -62,7 +84,7 @@ class SagaClient:
             if what == "reconnected":
                 # Terminal events published while we were away are not replayed to a plain
                 # subscription: ask the sale service about every sale still awaited.
-                asyncio.ensure_future(client._recheck_waiting())
+                asyncio.ensure_future(client.recheck())
 
         try:
             nc = await broker.connect(urls, name, reconnect_forever=reconnect_forever, on_event=on_event)
@@ -86,69 +108,103 @@ class SagaClient:
         return answer
 
     # -- sales ---------------------------------------------------------------------------
-    async def submit(self, sale: Sale, request_id: str | None = None) -> int:
+    async def submit(self, sale: Sale, request_id: str | None = None, deadline: float | None = None) -> int:
         """Submit a sale through the sale service; return its id (the saga has started).
 
         Give a `request_id` to make retries safe: the same id submitted again returns the first
-        sale instead of starting another (the reply of the first may have been lost)."""
+        sale instead of starting another (the reply of the first may have been lost). A
+        `deadline` (seconds) cancels the sale if it is still PENDING then."""
         body = sale.model_dump(mode="json")
         if request_id is not None:
             body["request_id"] = request_id
+        if deadline is not None:
+            body["deadline"] = deadline
         answer = await self.request("sale", "submit", body)
-        return int(answer["sale_id"])
+        return self._submitted([int(answer["sale_id"])])[0]
 
     async def submit_many(self, sales: list[Sale], timeout: float = REQUEST_TIMEOUT_S) -> list[int]:
         """Submit several sales in one request (one transaction at the sale service); their ids in order."""
         body = {"sales": [sale.model_dump(mode="json") for sale in sales]}
         answer = await self.request("sale", "submit_many", body, timeout=timeout)
-        return [int(item["sale_id"]) for item in answer["sales"]]
+        return self._submitted([int(item["sale_id"]) for item in answer["sales"]])
 
-    async def watch_terminal(self) -> None:
-        """Start listening for terminal events; call before submitting sales to wait for."""
+    def _submitted(self, sale_ids: list[int]) -> list[int]:
+        if self._subscriptions:
+            self._awaited.update(i for i in sale_ids if i not in self._outcomes)
+        return sale_ids
+
+    # -- the terminal watcher: the one place a sale's end is learned -------------------------
+    async def watch_terminal(self, on_outcome: Callable[[SaleOutcome], None] | None = None) -> None:
+        """Start listening for terminal events; call before submitting sales to wait for.
+
+        `on_outcome` is called once for each sale's end as it becomes known (an event, or a lookup
+        after a reconnect or at a deadline), with the time it arrived."""
+        if on_outcome is not None:
+            self._listeners.append(on_outcome)
         if self._subscriptions:
             return
-        for event_type in (FINALIZED_SALE, CANCELED_SALE):
+        for event_type in STATUS_AFTER:
             self._subscriptions.append(await self.nc.subscribe(subject_for(event_type), cb=self._on_terminal))
         await self.nc.flush()
 
-    async def _on_terminal(self, msg: Msg) -> None:
-        try:
-            body = orjson.loads(msg.data)
-            if body.get("type") not in TERMINAL_TYPES:
-                return
-            status = "FINALIZED" if body["type"] == FINALIZED_SALE else "CANCELED"
-            self._settle(Outcome(int(body["sale_id"]), status, body.get("reason")))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            return  # not ours to judge; `sagactl check` reports malformed events
+    def stop_listening(self, on_outcome: Callable[[SaleOutcome], None]) -> None:
+        if on_outcome in self._listeners:
+            self._listeners.remove(on_outcome)
 
-    def _settle(self, outcome: Outcome) -> None:
+    async def _on_terminal(self, msg: Msg) -> None:
+        outcome = outcome_of(decode_body(msg.data))
+        if outcome is not None:
+            self._settle(outcome)
+
+    def _settle(self, outcome: SaleOutcome) -> None:
+        if outcome.sale_id in self._outcomes:
+            return  # a copy of its terminal event: a sale ends once
         self._outcomes[outcome.sale_id] = outcome
+        self._awaited.discard(outcome.sale_id)
         future = self._waiting.pop(outcome.sale_id, None)
         if future is not None and not future.done():
             future.set_result(outcome)
+        for listener in list(self._listeners):
+            listener(outcome)
 
-    async def lookup(self, sale_id: int) -> Outcome | None:
+    async def lookup(self, sale_id: int, timeout: float = REQUEST_TIMEOUT_S) -> SaleOutcome | None:
         """The sale's terminal outcome from the sale service, or None while it is PENDING."""
-        answer = await self.request("sale", "get", {"sale_id": sale_id})
+        answer = await self.request("sale", "get", {"sale_id": sale_id}, timeout=timeout)
         if not answer.get("found"):
             raise SagactlError(f"sale {sale_id} does not exist")
-        if answer["status"] == "PENDING":
+        if answer["status"] not in TERMINAL_STATUSES:
             return None
-        return Outcome(sale_id, answer["status"], answer.get("reason"))
+        return SaleOutcome(sale_id, answer["status"], answer.get("reason"), time.perf_counter())
 
-    async def _recheck_waiting(self) -> None:
-        for sale_id in list(self._waiting):
-            try:
-                outcome = await self.lookup(sale_id)
-            except SagactlError:
-                continue
+    async def recheck(self, sale_ids: Iterable[int] | None = None) -> None:
+        """Ask the sale service how the awaited sales (or these) ended: the fallback for terminal
+        events a plain subscription missed (published while we were disconnected)."""
+        gate = asyncio.Semaphore(RECHECK_CONCURRENCY)
+        unanswered = False
+
+        async def one(sale_id: int) -> None:
+            nonlocal unanswered
+            async with gate:
+                if unanswered:
+                    return  # the sale service is away: the others would only wait out their timeouts too
+                try:
+                    outcome = await self.lookup(sale_id, timeout=RECHECK_TIMEOUT_S)
+                except Unavailable:
+                    unanswered = True
+                    return
+                except SagactlError:
+                    return
             if outcome is not None:
                 self._settle(outcome)
 
-    async def wait_terminal(self, sale_id: int, timeout: float) -> Outcome:
+        wanted = self._awaited if sale_ids is None else set(sale_ids)
+        await asyncio.gather(*(one(i) for i in wanted.copy() if i not in self._outcomes))
+
+    async def wait_terminal(self, sale_id: int, timeout: float) -> SaleOutcome:
         """Wait for FINALIZED or CANCELED; `watch_terminal` must have been called before the submit."""
         if sale_id in self._outcomes:
             return self._outcomes[sale_id]
+        self._awaited.add(sale_id)
         future = self._waiting.get(sale_id)
         if future is None:
             future = asyncio.get_running_loop().create_future()
@@ -159,10 +215,10 @@ class SagaClient:
             outcome = await self.lookup(sale_id)  # maybe we missed its event while disconnected
             if outcome is not None:
                 self._settle(outcome)
-                return outcome
+                return self._outcomes[sale_id]
             raise TimedOut(f"sale {sale_id} still PENDING after {timeout:g}s") from None
 
-    def outcome(self, sale_id: int) -> Outcome | None:
+    def outcome(self, sale_id: int) -> SaleOutcome | None:
         return self._outcomes.get(sale_id)
 
     # -- discovery -------------------------------------------------------------------------

@@ -36,6 +36,11 @@ class PaymentRecord:
     user_id: int
     sale_id: int
     value: Decimal
+    state: str = "CHARGED"  # CHARGED, REFUSED, REFUNDED or CANCELED (participants/payment/rules.py)
+
+    @property
+    def charged(self) -> bool:
+        return self.state == "CHARGED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +68,9 @@ class Snapshot:
     unreadable: dict[str, str] = field(default_factory=dict)
 
 
-async def read_rows(client: SagaClient, participant: str, table: str) -> list[dict[str, Any]]:
-    """Every row of a participant's table, a page at a time."""
+async def read_rows(client: SagaClient, participant: str, table: str, after: int | None = 0) -> list[dict[str, Any]]:
+    """Every row of a participant's table (with a key above `after`), a page at a time."""
     rows: list[dict[str, Any]] = []
-    after: int | None = 0
     while after is not None:
         page = await client.request(participant, "rows", {"table": table, "after": after, "limit": PAGE_ROWS})
         columns = page["columns"]
@@ -99,11 +103,21 @@ async def read_snapshot(client: SagaClient) -> Snapshot:
         ]
     sales = await attempt("sale", read_rows(client, "sale", "sales"))
     if sales is not None:
-        snapshot.sales = {
-            r["id"]: SaleRecord(r["id"], r["product_id"], r["user_id"], Decimal(r["value"]), r["quantity"], r["status"], r["reason"])
-            for r in sales
-        }
+        snapshot.sales = _sales(sales)
     payments = await attempt("payment", read_rows(client, "payment", "payments"))
     if payments is not None:
-        snapshot.payments = [PaymentRecord(r["id"], r["user_id"], r["sale_id"], Decimal(r["value"])) for r in payments]
+        snapshot.payments = [PaymentRecord(r["id"], r["user_id"], r["sale_id"], Decimal(r["value"]), r.get("state") or "CHARGED")
+                             for r in payments]
+    if snapshot.sales is not None and snapshot.payments:
+        # Payments for sales newer than the sales read: read those sales now (a sale exists before
+        # its payment), so a payment for a sale that never existed is found whatever its id.
+        newest = max(snapshot.sales, default=0)
+        if any(p.sale_id > newest for p in snapshot.payments):
+            later = await attempt("sale", read_rows(client, "sale", "sales", after=newest))
+            snapshot.sales.update(_sales(later or []))
     return snapshot
+
+
+def _sales(rows: list[dict[str, Any]]) -> dict[int, SaleRecord]:
+    return {r["id"]: SaleRecord(r["id"], r["product_id"], r["user_id"], Decimal(r["value"]), r["quantity"], r["status"], r["reason"])
+            for r in rows}

@@ -1,7 +1,8 @@
 """The database backends the suite runs against: SQLite files, and PostgreSQL when configured.
 
 One set of tests, the backend chosen by configuration: fixtures that touch a participant's
-database take `db_backend`, which is parametrized over `sqlite` and `postgres`. The PostgreSQL
+database take `db_backend`, which is parametrized over `sqlite` and `postgres` (by
+`pytest_generate_tests` in conftest.py; `sqlite` alone for tests marked `sqlite_only`). The PostgreSQL
 half needs `SAGACTL_TEST_POSTGRES_URL` (a server URL whose role may create databases, e.g.
 `postgresql://postgres@127.0.0.1:5432/test`); each test gets databases of its own, created for it
 and dropped after it. Without the URL those tests are skipped with the reason, unless
@@ -83,7 +84,13 @@ def postgres_server_url() -> str:
     pytest.skip(reason)
 
 
-@pytest.fixture(params=BACKENDS)
+def backends_for(definition: pytest.Function) -> list:  # type: ignore[type-arg]
+    """The backends a test runs on: SQLite alone when it is marked `sqlite_only` (CLI and view
+    tests: what they show does not depend on the database), else every backend."""
+    return ["sqlite"] if definition.get_closest_marker("sqlite_only") else BACKENDS
+
+
+@pytest.fixture
 def db_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqliteBackend | PostgresBackend]:
     """Where participants keep their tables in this test: SQLite files or PostgreSQL databases."""
     backend: SqliteBackend | PostgresBackend

@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
+
+from polling import DEADLINE_S, eventually
 
 from participants.contract import STREAM, Sale
 from participants.runtime.loader import BUILT_IN
@@ -20,23 +21,6 @@ from sagactl.client import SagaClient
 from sagactl.snapshot import read_rows
 from sagactl.system.processes import pid_alive, read_pid
 from sagactl.system.supervisor import Supervisor
-
-DEADLINE_S = 60.0
-
-
-async def eventually(condition: Callable[[], Awaitable[Any]], what: str, timeout: float = DEADLINE_S, every: float = 0.1) -> Any:
-    """Poll `condition` until it returns something truthy; fail with `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = await condition()
-            if result:
-                return result
-        except Exception as exc:  # the system may be restarting: keep polling until the deadline
-            last_error = exc
-        await asyncio.sleep(every)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}" + (f" (last error: {last_error})" if last_error else ""))
 
 
 async def connect(supervisor: Supervisor) -> SagaClient:

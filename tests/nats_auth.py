@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import nkeys
+from polling import wait_for
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -153,11 +154,12 @@ def run_server(folder: Path, settings: str) -> Iterator[SecuredServer]:
     process = subprocess.Popen([nats_server_binary(), "-c", str(config), "-l", str(log)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10
-        while not port_open(port):
+
+        def listening() -> bool:
             assert process.poll() is None, f"nats-server exited at start: {log.read_text() if log.exists() else ''}"
-            assert time.monotonic() < deadline, "nats-server did not open its port"
-            time.sleep(0.02)
+            return port_open(port)
+
+        wait_for(listening, "nats-server to open its port", 10, every=0.02)
         yield SecuredServer(port, folder)
     finally:
         stop_pid(process.pid)

@@ -1,5 +1,5 @@
 """Helpers for the tests of tail, trace, logs and the live views: a CLI in a subprocess whose
-output lines are collected as they come, and waiting on conditions with deadlines."""
+output lines are collected as they come."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from typing import Any, Callable
 
-from test_cli import runner, sagactl
+from commands import sagactl
+from polling import wait_for
 
-from sagactl.cli.main import app
 from sagactl.system.supervisor import Supervisor
 
 WIDE = {"COLUMNS": "160"}  # Rich reads the width at each print; tables then need no wrapping
@@ -22,7 +21,7 @@ WIDE = {"COLUMNS": "160"}  # Rich reads the width at each print; tables then nee
 
 def wide(supervisor: Supervisor, *args: str) -> Any:
     """`sagactl ARGS` on a 160-column terminal."""
-    return runner.invoke(app, [*args, "--state-dir", str(supervisor.state.root)], env=WIDE)
+    return sagactl(supervisor, *args, env=WIDE)
 
 
 def submit(supervisor: Supervisor, product: int, user: int, value: str, quantity: int) -> dict[str, Any]:
@@ -30,16 +29,6 @@ def submit(supervisor: Supervisor, product: int, user: int, value: str, quantity
                      "--quantity", str(quantity), "--wait", "--json")
     assert result.exit_code in (0, 1), result.output
     return json.loads(result.stdout)
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout:g}s waiting for {what}"
-        time.sleep(0.05)
 
 
 class Background:
@@ -66,9 +55,9 @@ class Background:
     def json_lines(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in list(self.stdout) if line.startswith("{")]
 
-    def interrupt(self, timeout: float = 20.0) -> int:
-        """Ctrl-C, then the exit code; fails when the process does not end in time."""
-        self.process.send_signal(signal.SIGINT)
+    def interrupt(self, timeout: float = 20.0, sig: int = signal.SIGINT) -> int:
+        """Ctrl-C (or `sig`), then the exit code; fails when the process does not end in time."""
+        self.process.send_signal(sig)
         code = self.process.wait(timeout=timeout)
         for reader in self._readers:
             reader.join(timeout=5)

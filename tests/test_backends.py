@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
-import pytest
 from backends import PostgresBackend, SqliteBackend
+from polling import wait_for
 from sqlalchemy import inspect, text
 from sqlmodel import Session, select
 
@@ -22,7 +21,7 @@ from participants.contract import (
     parse_sale,
 )
 from participants.inventory import participant as inventory
-from participants.inventory.handlers import on_created_sale
+from participants.inventory.handlers import on_event as on_created_sale
 from participants.inventory.models import Inventory
 from participants.payment import participant as payment
 from participants.payment.models import User
@@ -126,17 +125,16 @@ def test_an_event_applied_by_two_replicas_at_once_counts_once(db_backend: Backen
 
 def wait_for_a_lock_wait(engine, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
     """Until some session of this database waits for a lock (replica B blocked behind A)."""
-    deadline = time.monotonic() + timeout
     with engine.connect() as probe:
-        while time.monotonic() < deadline:
-            waiting = probe.execute(text(
+
+        def waiting() -> int:
+            count = probe.execute(text(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
             )).scalar()
             probe.rollback()
-            if waiting:
-                return
-            time.sleep(0.02)
-    pytest.fail("replica B never waited for replica A's lock")
+            return int(count or 0)
+
+        wait_for(waiting, "replica B to wait for replica A's lock", timeout, every=0.02)
 
 
 def test_an_unreachable_database_fails_up_clearly_without_its_password(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 from typer.testing import CliRunner
@@ -56,18 +55,12 @@ def test_help_and_status_import_only_what_they_need(tmp_path) -> None:  # type: 
         "heavy = sorted(m for m in ('sqlmodel', 'sqlalchemy', 'nats', 'pydantic', 'participants.runtime.daemon') if m in sys.modules)\n"
         "sys.stderr.write('HEAVY=' + ','.join(heavy) + '\\n')\n"
     )
+    # What makes --help quick (docs/performance.md: 0.3 s) is what it does not import; a clock on
+    # a shared CI machine would say more about the machine than about sagactl.
     helped = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True, text=True, timeout=60)
     assert "HEAVY=\n" in helped.stderr, helped.stderr
+    assert "bench" in helped.stdout and "submit" in helped.stdout  # the whole command list all the same
     status = subprocess.run([sys.executable, "-c", code, "status", "--state-dir", str(tmp_path)], capture_output=True,
                             text=True, timeout=60)
     # Nothing running: no NATS client needed. (Typer itself loads pydantic to convert options.)
     assert "HEAVY=pydantic\n" in status.stderr or "HEAVY=\n" in status.stderr, status.stderr
-
-
-def test_help_is_quick() -> None:
-    started = time.perf_counter()
-    shown = subprocess.run([sys.executable, "-c", "from sagactl.cli.main import main; main()", "--help"],
-                           capture_output=True, text=True, timeout=60)
-    assert "bench" in shown.stdout
-    # The target is 0.3 s on a quiet machine (docs/performance.md); CI machines are busy.
-    assert time.perf_counter() - started < 3.0

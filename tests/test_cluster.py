@@ -10,6 +10,7 @@ import time
 from typing import Any, Iterator
 
 import pytest
+from polling import eventually
 from saga_checks import assert_conserved, stream_messages
 from typer.testing import CliRunner
 
@@ -150,16 +151,15 @@ async def failover_run(supervisor: Supervisor, sagas: int) -> dict[str, Any]:
 
 async def wait_for_leader(client: SagaClient, other_than: str, timeout: float = 30.0) -> tuple[str, float]:
     """The new leader's name and when it took over (server clock, epoch seconds)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            info = await client.nc.jetstream().stream_info(STREAM)
-            if info.cluster and info.cluster.leader and info.cluster.leader != other_than:
-                return info.cluster.leader, info.cluster.leader_since.timestamp()
-        except Exception:  # no leader yet: JetStream answers with an error meanwhile
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no new stream leader within {timeout}s")
+
+    async def new_leader() -> tuple[str, float] | None:  # no leader yet: JetStream answers with an error meanwhile
+        info = await client.nc.jetstream().stream_info(STREAM)
+        if info.cluster and info.cluster.leader and info.cluster.leader != other_than:
+            return info.cluster.leader, info.cluster.leader_since.timestamp()
+        return None
+
+    leader: tuple[str, float] = await eventually(new_leader, f"a stream leader other than {other_than}", timeout)
+    return leader
 
 
 def test_a_scenario_kills_the_leader_only_of_a_cluster(tmp_path) -> None:  # type: ignore[no-untyped-def]

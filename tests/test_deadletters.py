@@ -8,20 +8,12 @@ from typing import Any
 
 import orjson
 from backends import PostgresBackend, SqliteBackend, refuse_inserts
-from typer.testing import CliRunner
+from commands import sagactl
 
 from participants.contract import FAILED_PAYMENT, new_event, parse_sale
-from sagactl.cli.main import app
 from sagactl.streams.deadletters import list_dead_letters
 from sagactl.system.supervisor import Supervisor
 from tests.driving import checked, connect, eventually, pid_of, quiesce, record, settle
-
-runner = CliRunner()
-
-
-def sagactl(supervisor: Supervisor, *args: str) -> Any:
-    return runner.invoke(app, [*args, "--state-dir", str(supervisor.state.root)])
-
 
 async def cli(supervisor: Supervisor, *args: str) -> Any:
     """The CLI from an async test: its commands run their own event loop, so in a thread."""
@@ -35,12 +27,12 @@ async def test_poison_is_listed_by_status_and_check_and_purged(fast_system: Supe
         js = client.nc.jetstream()
         await js.publish("saga.sale.created", b"not json at all")
         await js.publish("saga.payment.validated", orjson.dumps({"type": "NO_SUCH_TYPE", "sale_id": 1}))
-        # A handler that keeps failing: sale 99 does not exist, so the sale service cannot close it.
-        ghost = new_event(FAILED_PAYMENT, 99, parse_sale(1, 1, "1.00", 1), "payment").follow("ROLLBACK_INVENTORY", "inventory", reason="unknown user")
-        await js.publish(ghost.subject, ghost.to_bytes(), headers={"Nats-Msg-Id": ghost.event_id})
         good = await client.submit(parse_sale(1, 1, "20.00", 2))
         rows = await settle(client, [good])
         assert rows[good]["status"] == "FINALIZED"
+        # A well-formed answer that contradicts the sale service's row: refused at its first delivery.
+        ghost = new_event(FAILED_PAYMENT, good, parse_sale(1, 1, "1.00", 1), "payment").follow("ROLLBACK_INVENTORY", "inventory", reason="unknown user")
+        await js.publish(ghost.subject, ghost.to_bytes(), headers={"Nats-Msg-Id": ghost.event_id})
 
         async def three() -> list[Any]:
             letters = await list_dead_letters(js)
@@ -59,10 +51,10 @@ async def test_poison_is_listed_by_status_and_check_and_purged(fast_system: Supe
     letters = json.loads(listed.stdout)
     by_subject = {x["subject"]: x for x in letters}
     assert {(x["participant"], x["subject"], x["deliveries"]) for x in letters} == {
-        ("inventory", "saga.sale.created", 1), ("sale", "saga.payment.validated", 1), ("sale", "saga.inventory.rolledback", 5)}
+        ("inventory", "saga.sale.created", 1), ("sale", "saga.payment.validated", 1), ("sale", "saga.inventory.rolledback", 1)}
     assert "malformed JSON" in by_subject["saga.sale.created"]["error"]
     assert "invalid event field product_id" in by_subject["saga.payment.validated"]["error"]
-    assert "sale 99 does not exist" in by_subject["saga.inventory.rolledback"]["error"]
+    assert "the event says 1 x product 1" in by_subject["saga.inventory.rolledback"]["error"]
     table = await cli(fast_system, "deadletters", "list")
     assert table.exit_code == 0 and "3 dead letter(s)" in table.stdout and "(malformed)" in table.stdout
 
@@ -105,11 +97,27 @@ async def test_a_dead_letter_replayed_after_the_fix_completes_its_saga(fast_syst
         table = await cli(fast_system, "check", "--stuck-after", "0")
         assert "stuck" in table.stdout and "dead-letter" in table.stdout and "check: failed" in table.stderr
 
+        # Replayed by its sequence number before the fix: it fails again and is parked again, anew.
+        first = letters[0].seq
+        again = await cli(fast_system, "deadletters", "replay", str(first))
+        assert again.exit_code == 0 and "replayed 1" in again.stderr, again.output
+
+        async def parked_again() -> list[Any]:
+            return [letter for letter in await list_dead_letters(client.nc.jetstream()) if letter.seq != first]
+
+        [second] = await eventually(parked_again, "the replayed payment to be dead-lettered again")
+        assert second.seq > first and "payments are frozen" in second.error
+        assert [letter.seq for letter in await list_dead_letters(client.nc.jetstream())] == [second.seq]
+
         unfreeze()
         replayed = await cli(fast_system, "deadletters", "replay", "--all")
         assert replayed.exit_code == 0 and "replayed 1" in replayed.stderr, replayed.output
         rows = await settle(client, [sale_id])
         assert rows[sale_id]["status"] == "FINALIZED"
+        # The replay went to payment alone: not a second UPDATED_INVENTORY for every consumer of it.
+        info = await client.nc.jetstream().stream_info("SAGA", subjects_filter="saga.>")
+        assert (info.state.subjects or {}).get("saga.inventory.updated") == 1
+        assert (info.state.subjects or {}).get("saga.replay.payment") == 1
         await quiesce(client)
         report = await checked(client, stuck_after=0)
         record("payment handler failing until fixed, then replayed", 1, rows, report)
@@ -117,7 +125,8 @@ async def test_a_dead_letter_replayed_after_the_fix_completes_its_saga(fast_syst
         await client.close()
 
 
-def test_bad_input_to_check_and_deadletters_is_one_line_and_changes_nothing(fast_system: Supervisor) -> None:
+def test_bad_input_to_check_and_deadletters_is_one_line_and_changes_nothing(module_system: Supervisor) -> None:
+    # Argument checks, on a shared SQLite system: nothing here reaches a participant's database.
     for args, message in [
         (["check", "--stuck-after", "soon"], "--stuck-after takes a number"),
         (["check", "--stuck-after", "-5"], "--stuck-after must be"),
@@ -126,7 +135,7 @@ def test_bad_input_to_check_and_deadletters_is_one_line_and_changes_nothing(fast
         (["deadletters", "replay", "x1"], "is not a dead-letter sequence number"),
         (["deadletters", "purge", "42"], "no dead letter with sequence 42"),
     ]:
-        result = sagactl(fast_system, *args)
+        result = sagactl(module_system, *args)
         assert result.exit_code == 2, (args, result.output)
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert sagactl(fast_system, "check").exit_code == 0
+    assert sagactl(module_system, "check").exit_code == 0

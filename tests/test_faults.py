@@ -171,9 +171,10 @@ async def test_a_participant_back_after_the_duplicate_window_and_the_inbox_reten
     monkeypatch.setenv("SAGACTL_MAX_DELIVER", "1")
     monkeypatch.setenv("SAGACTL_STREAM_DUPLICATE_WINDOW", "1")  # inbox kept 1 + 1 x (1 + 5) = 7 s
     system = Supervisor(state)
-    system.up(None)
-    client = await connect(system)
+    client: SagaClient | None = None
     try:
+        system.up(None)
+        client = await connect(system)
         system.stop_participant("sale")
         pid = start_one(system, "sale", {"SAGACTL_CRASH_POINT": "after_publish"})
         try:
@@ -197,5 +198,6 @@ async def test_a_participant_back_after_the_duplicate_window_and_the_inbox_reten
         assert log_lines(system, "sale", "outbox_recovered")
         record("sale SIGKILLed after publishing, back after the duplicate window and inbox retention", 1, rows, report)
     finally:
-        await client.close()
-        system.down()
+        if client is not None:
+            await client.close()
+        system.down()  # also when `up` itself failed half-way

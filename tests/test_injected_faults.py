@@ -65,8 +65,12 @@ def test_the_runtime_injects_before_the_handler(monkeypatch: pytest.MonkeyPatch,
     handled = []
     participant = Participant("probe", tables=[], handlers={CREATED_SALE: lambda event, session: handled.append(event)})
     event = new_event(CREATED_SALE, 1, Sale(product_id=1, user_id=1, value=Decimal("1.00"), quantity=1), "sale")
-    with pytest.raises(TransientError):
-        participant.handle(event, None)  # type: ignore[arg-type]
-    assert handled == []
     participant.handle(event, None)  # type: ignore[arg-type]
+    assert handled == [event]  # the public API injects nothing
+    injected = faults.with_faults(participant)
+    with pytest.raises(TransientError):
+        injected.handle(event, None)  # type: ignore[arg-type]
     assert handled == [event]
+    injected.handle(event, None)  # type: ignore[arg-type]
+    assert handled == [event, event]
+    assert faults.with_faults(participant, faults.Faults()) is participant  # no faults: unchanged

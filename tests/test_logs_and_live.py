@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from observing import Background, sagactl, submit, wait_for, watch_a_sale, wide
+from commands import sagactl
+from observing import Background, submit, watch_a_sale, wide
+from polling import wait_for
 from rich.console import Console
 
 from sagactl.errors import Unavailable
 from sagactl.system.statedir import StateDir
 from sagactl.system.supervisor import Supervisor
 from sagactl.views.live import HIGHLIGHT, highlight_changes
+
+pytestmark = pytest.mark.sqlite_only  # CLI and views: what they show does not depend on the database
 
 
 def test_logs_are_readable_and_raw_with_json(system: Supervisor) -> None:
@@ -31,8 +35,8 @@ def test_logs_are_readable_and_raw_with_json(system: Supervisor) -> None:
     assert [json.loads(line)["type"] for line in last.stdout.splitlines()] == ["FAILED_PAYMENT"]
 
 
-def test_logs_of_an_unknown_participant_is_a_usage_error(system: Supervisor) -> None:
-    result = sagactl(system, "logs", "shipping")
+def test_logs_of_an_unknown_participant_is_a_usage_error(module_system: Supervisor) -> None:
+    result = sagactl(module_system, "logs", "shipping")
     assert result.exit_code == 2
     assert "unknown participant 'shipping'" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
@@ -101,6 +105,6 @@ def test_status_watch_follows_processes(system: Supervisor) -> None:
         watch.stop()
 
 
-def test_watch_needs_a_positive_interval(system: Supervisor) -> None:
-    result = sagactl(system, "state", "--watch", "--interval", "0")
+def test_watch_needs_a_positive_interval(module_system: Supervisor) -> None:
+    result = sagactl(module_system, "state", "--watch", "--interval", "0")
     assert result.exit_code == 2 and "--interval" in result.stderr

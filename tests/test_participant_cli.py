@@ -10,22 +10,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from typer.testing import CliRunner
+import pytest
+from commands import sagactl
+from observing import Background
+from polling import wait_for
 
 import examples.shipping
 from participants.contract import FINALIZED_SALE
-from sagactl.cli.main import app
 from sagactl.system.supervisor import Supervisor
 from sagactl.testing import SagaHarness
 
-runner = CliRunner()
+pytestmark = pytest.mark.sqlite_only  # CLI and views: what they show does not depend on the database
+
 SHIPPING = "examples.shipping:participant"
 # A shipping participant that, joining late, skips the sales finalized before it joined.
 latecomer = dataclasses.replace(examples.shipping.participant, name="latecomer", replay_history=False)
-
-
-def sagactl(supervisor: Supervisor, *args: str) -> Any:
-    return runner.invoke(app, [*args, "--state-dir", str(supervisor.state.root)])
 
 
 def sell(supervisor: Supervisor, quantity: int = 1) -> int:
@@ -67,28 +66,28 @@ def test_state_shows_a_participant_that_is_down_as_not_answering(system: Supervi
     assert json.loads(result.stdout)["shipping"] is None
 
 
-def test_up_with_a_bad_reference_is_a_usage_error(system: Supervisor) -> None:
+def test_up_with_a_bad_reference_is_a_usage_error(module_system: Supervisor) -> None:
     for reference, message in (("nosuch.module:participant", "cannot import"), ("examples.shipping", "MODULE:OBJECT"),
                                ("examples.shipping:Shipment", "not a participants.runtime.Participant")):
-        result = sagactl(system, "up", "--with", reference)
+        result = sagactl(module_system, "up", "--with", reference)
         assert result.exit_code == 2, result.output
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_participant_run_joins_in_the_foreground_and_is_discovered(system: Supervisor) -> None:
     sagactl_script = str(Path(sys.executable).parent / "sagactl")
-    process = subprocess.Popen([sagactl_script, "participant", "run", SHIPPING, "--state-dir", str(system.state.root)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    foreground = Background(system, "participant", "run", SHIPPING, "--replica", "2")
+    process = foreground.process
     try:
-        assert process.stderr is not None
-        for line in process.stderr:  # ends at EOF if the process dies, and the assert below fails
-            if '"what":"ready"' in line:
-                break
+        wait_for(lambda: any('"what":"ready"' in line for line in foreground.stderr) or process.poll() is not None,
+                 what="the participant to be ready")
+        assert process.poll() is None, "\n".join(foreground.stderr)
         listed = sagactl(system, "participant", "list", "--json")
         assert listed.exit_code == 0, listed.output
         found = {p["participant"]: p for p in json.loads(listed.stdout)}
         assert set(found) == {"sale", "inventory", "payment", "shipping"}
         assert found["shipping"]["pid"] == process.pid and found["shipping"]["handles"] == [FINALIZED_SALE]
+        assert found["shipping"]["replica"] == 2  # --replica: it says which process of shipping it is
         sale_id = sell(system)
         assert [s["sale_id"] for s in state(system)["shipping"]["shipments"]] == [sale_id]
         # A separate process that never imported examples.shipping, and whose state dir does not
@@ -97,9 +96,9 @@ def test_participant_run_joins_in_the_foreground_and_is_discovered(system: Super
                                "--state-dir", str(system.state.root)], capture_output=True, text=True, timeout=60)
         assert tail.returncode == 0, tail.stderr
         assert [json.loads(line)["data"]["sale_id"] for line in tail.stdout.splitlines()] == [sale_id]
+        assert foreground.interrupt(sig=signal.SIGTERM) == 0  # a clean stop on SIGTERM
     finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=20) == 0
+        foreground.stop()  # killed if it is still running: nothing outlives the test
 
 
 def test_replay_history_false_skips_what_happened_before_joining(saga_harness: SagaHarness) -> None:
@@ -110,9 +109,10 @@ def test_replay_history_false_skips_what_happened_before_joining(saga_harness: S
     assert [row["sale_id"] for row in late.rows("shipments")] == [2]
 
 
-def test_discovery_teaches_a_process_the_event_types_it_never_imported(system: Supervisor) -> None:
-    assert sagactl(system, "up", "--with", SHIPPING).exit_code == 0
-    url = system.nats_urls()[0]
+def test_discovery_teaches_a_process_the_event_types_it_never_imported(module_system: Supervisor) -> None:
+    # Shares a system with the refused references: adding shipping changes nothing they look at.
+    assert sagactl(module_system, "up", "--with", SHIPPING).exit_code == 0
+    url = module_system.nats_urls()[0]
     script = (
         "import asyncio\n"
         "from participants.contract import SUBJECTS\n"

@@ -6,10 +6,12 @@ message id, poison bodies, a database locked by the test, a malformed setting.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+import orjson
 import pytest
 
 from participants.contract import (
@@ -25,9 +27,9 @@ from sagactl.client import SagaClient
 from sagactl.errors import Unavailable
 from sagactl.streams.deadletters import list_dead_letters
 from sagactl.streams.histories import read_histories
-from sagactl.system.processes import pid_alive
 from sagactl.system.statedir import StateDir
 from sagactl.system.supervisor import Supervisor
+from sagactl.testing import AFTER_PUBLISH, RunningParticipant, SagaHarness
 from tests.driving import eventually, wait_dead
 
 
@@ -53,27 +55,24 @@ async def types_of(client: SagaClient, sale_id: int) -> list[str]:
     return [step.type for step in histories[sale_id].steps] if sale_id in histories else []
 
 
-def logged(state: StateDir, what: str, **match: Any) -> list[dict[str, Any]]:
-    import json
-
-    lines = [json.loads(line) for line in state.log_file("inventory").read_text().splitlines() if line.startswith("{")]
+def logged(running: RunningParticipant, what: str, **match: Any) -> list[dict[str, Any]]:
+    """Its log records of every run so far (a restart appends to the same file)."""
+    lines = [orjson.loads(line) for line in running.log_file.read_bytes().splitlines() if line.startswith(b"{")]
     return [line for line in lines if line["what"] == what and all(line.get(k) == v for k, v in match.items())]
 
 
-async def test_event_redelivered_after_a_kill_before_the_ack_is_applied_once(
-    nats_url: str, state: StateDir, lone_participant: Callable[..., int]
-) -> None:
-    pid = lone_participant("inventory", SAGACTL_ACK_WAIT="1", SAGACTL_CRASH_POINT="after_publish")
-    client = await client_for(nats_url)
+async def test_event_redelivered_after_a_kill_before_the_ack_is_applied_once(saga_harness: SagaHarness) -> None:
+    inventory = saga_harness.start("inventory", crash_point=AFTER_PUBLISH, env={"SAGACTL_ACK_WAIT": "1"})
+    client = await client_for(saga_harness.nats_url)
     try:
         event = created(1)
         await publish(client, event.subject, event.to_bytes(), event.event_id)
         # Killed after publishing UPDATED_INVENTORY, before marking it sent and before the ack.
-        await wait_dead(pid, "inventory to be killed at after_publish")
-        lone_participant("inventory", SAGACTL_ACK_WAIT="1")
+        await wait_dead(inventory.pid, "inventory to be killed at after_publish")
+        await asyncio.to_thread(inventory.restart)
 
         async def redelivered() -> list[dict[str, Any]]:
-            return logged(state, "duplicate", event_id=event.event_id)
+            return logged(inventory, "duplicate", event_id=event.event_id)
 
         duplicate = (await eventually(redelivered, "the redelivered event to be recognised as a duplicate"))[0]
         assert duplicate["deliveries"] == 2
@@ -83,41 +82,9 @@ async def test_event_redelivered_after_a_kill_before_the_ack_is_applied_once(
         await client.close()
 
 
-async def test_a_copy_under_a_new_message_id_has_no_second_effect(
-    nats_url: str, state: StateDir, lone_participant: Callable[..., int]
-) -> None:
-    lone_participant("inventory")
-    client = await client_for(nats_url)
-    try:
-        event = created(1)
-        first = await publish(client, event.subject, event.to_bytes(), event.event_id)
-        copy = await publish(client, event.subject, event.to_bytes(), f"copy-{event.event_id}")
-        again = await publish(client, event.subject, event.to_bytes(), event.event_id)
-        assert copy.seq > first.seq and not copy.duplicate and again.duplicate  # kept the copy, dropped the same id
-
-        async def absorbed() -> list[dict[str, Any]]:
-            return logged(state, "duplicate", event_id=event.event_id)
-
-        await eventually(absorbed, "the copy to be recognised as a duplicate")
-
-        async def answered() -> list[str]:
-            # The relay publishes the first copy's answer after its commit, so it may land after
-            # the copy was absorbed; and the two copies and the answer may interleave in any order.
-            types = sorted(await types_of(client, 1))
-            return types if UPDATED_INVENTORY in types else []
-
-        types = await eventually(answered, "the first copy's UPDATED_INVENTORY on the stream")
-        assert types == sorted([CREATED_SALE, CREATED_SALE, UPDATED_INVENTORY])
-        assert await stock(client) == 8
-    finally:
-        await client.close()
-
-
-async def test_poison_events_are_dead_lettered_without_blocking_the_events_behind(
-    nats_url: str, state: StateDir, lone_participant: Callable[..., int]
-) -> None:
-    pid = lone_participant("inventory", SAGACTL_MAX_DELIVER="4")
-    client = await client_for(nats_url)
+async def test_poison_events_are_dead_lettered_without_blocking_the_events_behind(saga_harness: SagaHarness) -> None:
+    inventory = saga_harness.start("inventory", env={"SAGACTL_MAX_DELIVER": "4"})
+    client = await client_for(saga_harness.nats_url)
     try:
         unknown_type = {**created(2).model_dump(mode="json"), "type": "SHIPPED"}
         # Stock for product 77 cannot be credited back: the handler raises on every delivery.
@@ -140,36 +107,45 @@ async def test_poison_events_are_dead_lettered_without_blocking_the_events_behin
         assert "product 77 vanished" in letters[2].error and letters[2].deliveries == 4
         assert letters[2].subject == failing.subject and letters[2].data == failing.to_bytes()
         # The good event behind them was handled at once, long before the failing one gave up.
-        handled = logged(state, "handled", event_id=good.event_id)
-        parked = logged(state, "dead_letter", stream_seq=letters[2].stream_seq)
+        handled = logged(inventory, "handled", event_id=good.event_id)
+        parked = logged(inventory, "dead_letter", stream_seq=letters[2].stream_seq)
         assert handled and parked and handled[0]["ts"] < parked[0]["ts"]
-        assert len(logged(state, "failed", event_id=failing.event_id)) == 4
-        assert pid_alive(pid) and await stock(client) == 9
+        assert len(logged(inventory, "failed", event_id=failing.event_id)) == 4
+        assert inventory.running and await stock(client) == 9
     finally:
         await client.close()
 
 
-async def test_a_locked_database_is_retried_with_backoff_until_it_is_released(
-    nats_url: str, state: StateDir, lone_participant: Callable[..., int]
-) -> None:
+async def test_a_locked_database_is_retried_with_backoff_until_it_is_released(saga_harness: SagaHarness) -> None:
     # A short busy timeout and max_deliver 2: the lock outlasts both, yet nothing is dead-lettered.
-    lone_participant("inventory", SAGACTL_SQLITE_BUSY_TIMEOUT="0.1", SAGACTL_MAX_DELIVER="2")
-    client = await client_for(nats_url)
-    lock = sqlite3.connect(Path(state.root) / "inventory.db", isolation_level=None)
+    inventory = saga_harness.start("inventory", env={"SAGACTL_SQLITE_BUSY_TIMEOUT": "0.1", "SAGACTL_MAX_DELIVER": "2"})
+    client = await client_for(saga_harness.nats_url)
+    lock = sqlite3.connect(saga_harness.supervisor.state.root / "inventory.db", isolation_level=None)
+    # What inventory tells JetStream about each failed delivery: a NAK with the delay it asks for.
+    naks: list[int] = []
+
+    async def on_settle(msg: Any) -> None:
+        if msg.data.startswith(b"-NAK"):
+            naks.append(orjson.loads(msg.data[len(b"-NAK "):])["delay"])
+
+    await client.nc.subscribe("$JS.ACK.SAGA.inventory.>", cb=on_settle)
     try:
         lock.execute("BEGIN IMMEDIATE")
         event = created(1)
         await publish(client, event.subject, event.to_bytes(), event.event_id)
 
         async def retried() -> list[dict[str, Any]]:
-            failures = logged(state, "failed", event_id=event.event_id)
+            failures = logged(inventory, "failed", event_id=event.event_id)
             return failures if len(failures) >= 4 else []
 
         failures = await eventually(retried, "four failed deliveries while the database is locked")
         assert [f["deliveries"] for f in failures[:4]] == [1, 2, 3, 4]
         assert all("database is locked" in f["error"] for f in failures)
-        gaps = [b["ts"] - a["ts"] for a, b in zip(failures, failures[1:4])]
-        assert gaps[2] > gaps[0]  # backoff: each nak asks for a longer delay
+        async def four_naks() -> list[int]:
+            return naks[:4] if len(naks) >= 4 else []
+
+        # Backoff: each NAK asks JetStream to wait twice as long before the next delivery.
+        assert await eventually(four_naks, "four NAKs") == [200_000_000, 400_000_000, 800_000_000, 1_600_000_000]
         assert lock.execute("SELECT quantity FROM inventories WHERE product_id = 1").fetchone() == (10,)
         assert await list_dead_letters(client.nc.jetstream()) == []
         lock.execute("ROLLBACK")
@@ -178,7 +154,7 @@ async def test_a_locked_database_is_retried_with_backoff_until_it_is_released(
             return await stock(client) == 8
 
         await eventually(applied, "the event to be applied after the lock is released")
-        assert logged(state, "handled", event_id=event.event_id)[0]["deliveries"] >= 5
+        assert logged(inventory, "handled", event_id=event.event_id)[0]["deliveries"] >= 5
         assert await list_dead_letters(client.nc.jetstream()) == []
         assert await types_of(client, 1) == [CREATED_SALE, UPDATED_INVENTORY]
     finally:

@@ -56,7 +56,8 @@ def test_payment_charges_or_refuses(saga_harness: SagaHarness) -> None:
     assert saga_harness.wait_for(FAILED_PAYMENT, sale_id=3)[0].reason == "unknown user"
     tables = payment.tables()
     assert tables["users"] == [{"id": 1, "name": "userTest", "balance": "70.00"}]
-    assert tables["payments"] == [{"id": 1, "user_id": 1, "sale_id": 1, "value": "30.00"}]
+    assert [(p["sale_id"], p["value"], p["state"]) for p in tables["payments"]] == [
+        (1, "30.00", "CHARGED"), (2, "70.01", "REFUSED"), (3, "20.00", "REFUSED")]
 
 
 def test_sale_opens_and_closes_sales(saga_harness: SagaHarness) -> None:
@@ -78,6 +79,8 @@ def test_a_copy_under_a_new_message_id_has_no_second_effect(saga_harness: SagaHa
     assert saga_harness.publish(created).duplicate  # same Nats-Msg-Id: the stream drops it
     saga_harness.publish_again(created)  # new Nats-Msg-Id: stored, so the inbox must absorb it
     inventory.wait_logged("duplicate", event_id=created.event_id)
+    # The relay publishes the first copy's answer after its commit: it may come after the copy.
+    saga_harness.wait_for(UPDATED_INVENTORY, sale_id=1)
     assert len(saga_harness.events(CREATED_SALE)) == 2
     assert len(saga_harness.events(UPDATED_INVENTORY)) == 1
     assert inventory.rows("inventories")[0]["quantity"] == 8
@@ -96,6 +99,34 @@ def test_crash_after_commit_publishes_once_and_applies_once(saga_harness: SagaHa
     assert inventory.rows("inventories")[0]["quantity"] == 8
 
 
+def test_a_crash_point_with_a_count_lets_the_first_passes_through(saga_harness: SagaHarness) -> None:
+    inventory = saga_harness.start("inventory", crash_point=f"{AFTER_COMMIT}:2")
+    saga_harness.publish(saga_harness.event(CREATED_SALE, 1, quantity=1))
+    saga_harness.wait_for(UPDATED_INVENTORY, sale_id=1)  # the first commit: passed through
+    assert inventory.running
+    saga_harness.publish(saga_harness.event(CREATED_SALE, 2, quantity=1))
+    inventory.wait_crash()  # the second commit: killed there, its answer not published
+    assert [e.sale_id for e in saga_harness.events(UPDATED_INVENTORY)] == [1]
+    inventory.restart()
+    saga_harness.wait_for(UPDATED_INVENTORY, sale_id=2)  # committed before the kill: the relay publishes it
+    assert inventory.rows("inventories")[0]["quantity"] == 8
+
+
+def test_a_sale_killed_after_committing_a_submit_publishes_it_once_back(saga_harness: SagaHarness) -> None:
+    sale = saga_harness.start("sale", crash_point=AFTER_COMMIT)
+    try:  # the process replies, then dies before handing CREATED_SALE to its relay
+        saga_harness.request("sale", "submit", {"product_id": 1, "user_id": 1, "value": "20.00", "quantity": 2}, timeout=3)
+    except Exception:
+        pass  # the reply may die with the process; the sale is committed either way
+    sale.wait_crash()
+    assert saga_harness.events(CREATED_SALE) == []  # committed, in the outbox, not published
+    sale.restart()
+    [created] = saga_harness.wait_for(CREATED_SALE, sale_id=1)  # the relay publishes it at start
+    assert (created.product_id, created.quantity) == (1, 2)
+    assert [(row["id"], row["status"]) for row in sale.rows("sales")] == [(1, "PENDING")]
+    assert len(saga_harness.events(CREATED_SALE)) == 1
+
+
 def test_crash_after_publish_leaves_one_copy_on_the_stream(saga_harness: SagaHarness) -> None:
     payment = saga_harness.start("payment", crash_point=AFTER_PUBLISH)
     saga_harness.publish(saga_harness.event(UPDATED_INVENTORY, 1, value="20.00"))
@@ -109,10 +140,10 @@ def test_crash_after_publish_leaves_one_copy_on_the_stream(saga_harness: SagaHar
 
 def test_a_handler_that_keeps_failing_is_dead_lettered(saga_harness: SagaHarness) -> None:
     inventory = saga_harness.start("inventory", env={"SAGACTL_MAX_DELIVER": "2"})
-    # Stock credited back for a product that does not exist: the handler raises every time.
+    # Stock to credit back for a sale inventory never reserved: refused, at its first delivery.
     saga_harness.publish(saga_harness.event(FAILED_PAYMENT, 1, product_id=42))
     [letter] = saga_harness.wait_for_dead_letter()
-    assert letter.participant == "inventory" and "product 42" in letter.error
+    assert letter.participant == "inventory" and "never saw CREATED_SALE for sale 1" in letter.error
     inventory.wait_logged("dead_letter")
     saga_harness.publish(saga_harness.event(CREATED_SALE, 2))  # the consumer was not blocked
     saga_harness.wait_for(UPDATED_INVENTORY, sale_id=2)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from polling import eventually
 from sqlalchemy import text
 from sqlmodel import Session, select
 
@@ -22,7 +22,7 @@ from participants.runtime.database import (
     seed_once,
     utc_datetime,
 )
-from participants.runtime.outbox import Retention, prune
+from participants.runtime.retention import Retention, prune
 from participants.runtime.sql import Statement
 from participants.runtime.transaction import Applied, apply_batch, apply_request
 from participants.sale import participant as sale
@@ -56,7 +56,12 @@ def test_batch_applies_in_order_and_skips_duplicates(tmp_path: Path) -> None:
     assert [o.emitted[0].type for o in result.outcomes[:2]] == ["UPDATED_INVENTORY", "ROLLBACK_INVENTORY"]
     assert [m[2] for m in result.messages] == [o.emitted[0].event_id for o in result.outcomes[:2]]
     assert stock(engine) == 4
+    # A duplicate hands back the unsent outbox rows its first application decided (published
+    # again before it is acked); once they are marked sent, nothing.
     again = apply_batch(engine, inventory, [first])
+    assert again is not None and again.outcomes[0].applied is Applied.DUPLICATE
+    assert again.messages == result.messages[:1]
+    again = apply_batch(engine, inventory, [first], sent=[result.messages[0][2]])
     assert again is not None and again.outcomes[0].applied is Applied.DUPLICATE and not again.messages
     with Session(engine) as session:
         assert len(session.exec(select(InboxEntry)).all()) == 2
@@ -92,14 +97,22 @@ def test_submit_many_is_all_or_nothing(tmp_path: Path) -> None:
 
 def test_prune_keeps_recent_rows_and_removes_old_ones(tmp_path: Path) -> None:
     engine = engine_for(tmp_path, inventory)
-    apply_batch(engine, inventory, [created(i) for i in range(1, 5)])
+    apply_batch(engine, inventory, [created(i) for i in range(1, 6)], sequences=[10, 11, 12, 13, 14])
     old = utc_datetime() - timedelta(hours=2)
     with engine.begin() as connection:
-        connection.execute(text("UPDATE saga_inbox SET handled_at = :t WHERE sale_id <= 2"), {"t": old.strftime("%Y-%m-%d %H:%M:%S.%f")})
+        connection.execute(text("UPDATE saga_inbox SET handled_at = :t WHERE sale_id <= 3"), {"t": old.strftime("%Y-%m-%d %H:%M:%S.%f")})
         connection.execute(text("UPDATE saga_outbox SET sent_at = :t"), {"t": old.strftime("%Y-%m-%d %H:%M:%S.%f")})
-    prune(engine, Retention(inbox_s=3600, outbox_sent_s=60))
+
+    def inbox() -> list[int]:
+        with Session(engine) as session:
+            return sorted(row.sale_id for row in session.exec(select(InboxEntry)).all())
+
+    prune(engine, Retention(inbox_s=3600, outbox_sent_s=60), ack_floor=None)  # the consumer could not be asked
+    assert inbox() == [1, 2, 3, 4, 5]
+    # Sale 3's event (seq 12) is old but not acked yet, above the floor; 4 and 5 are recent.
+    prune(engine, Retention(inbox_s=3600, outbox_sent_s=60), ack_floor=11)
+    assert inbox() == [3, 4, 5]
     with Session(engine) as session:
-        assert sorted(row.sale_id for row in session.exec(select(InboxEntry)).all()) == [3, 4]
         assert session.exec(select(OutboxEntry)).all() == []
 
 
@@ -129,7 +142,7 @@ async def _totals(urls: list[str]) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("point", ["after_commit", "after_publish", "mid_batch"])
-def test_a_participant_killed_at_a_crash_point_loses_and_doubles_nothing(state, point: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_participant_killed_at_a_crash_point_loses_and_doubles_nothing(state, fast_ack: None, point: str) -> None:  # type: ignore[no-untyped-def]
     supervisor = Supervisor(state)
     try:
         urls = supervisor.up(None, extra_env={"inventory": {"SAGACTL_CRASH_POINT": f"{point}:1"}})
@@ -137,10 +150,10 @@ def test_a_participant_killed_at_a_crash_point_loses_and_doubles_nothing(state, 
         try:
             task = waiting.create_task(_submit_and_wait(urls, 8))
             # Inventory dies at its crash point; `up` restarts it (without the crash point this time).
-            deadline = time.monotonic() + 30
-            while all(p.running for p in supervisor.processes()):
-                waiting.run_until_complete(asyncio.sleep(0.05))
-                assert time.monotonic() < deadline, "inventory never reached its crash point"
+            async def crashed() -> bool:
+                return not all(p.running for p in supervisor.processes())
+
+            waiting.run_until_complete(eventually(crashed, "inventory to reach its crash point", 30, every=0.05))
             supervisor.up(None)
             outcomes = waiting.run_until_complete(task)
             quantity, balance = waiting.run_until_complete(_totals(urls))
@@ -161,10 +174,11 @@ def test_a_poison_event_is_dead_lettered_and_blocks_nothing(system: Supervisor) 
             js = client.nc.jetstream()
             await js.publish("saga.sale.created", b"{not json", headers={"Nats-Msg-Id": "poison-1"})
             outcomes = await _submit_and_wait(urls, 3)
-            deadline = time.monotonic() + 20
-            while (await js.stream_info("SAGA_DLQ")).state.messages < 1:
-                assert time.monotonic() < deadline, "the poison event was not dead-lettered"
-                await asyncio.sleep(0.1)
+
+            async def parked() -> bool:
+                return (await js.stream_info("SAGA_DLQ")).state.messages >= 1
+
+            await eventually(parked, "the poison event to be dead-lettered", 20)
             return outcomes, (await js.stream_info("SAGA_DLQ")).state.messages
         finally:
             await client.close()

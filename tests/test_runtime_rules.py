@@ -21,7 +21,7 @@ from participants.payment import participant as payment
 from participants.payment.models import Payment, User
 from participants.runtime import TransientError
 from participants.runtime.database import create_schema, make_engine, seed_once
-from participants.runtime.retry import failure_action, is_transient
+from participants.runtime.settle import failure_action, is_transient
 from participants.runtime.rows import read_page
 from participants.runtime.settings import ConfigError, Settings
 from participants.runtime.transaction import apply_event, apply_request

@@ -203,4 +203,25 @@ def test_the_commented_example_of_the_format_doc_is_valid() -> None:
     readme = (Path(__file__).resolve().parent.parent / "scenarios" / "README.md").read_text()
     example = readme.split("```yaml\n", 1)[1].split("```\n", 1)[0]
     scenario = loader.loads(example, "scenarios/README.md")
-    assert scenario.name == "big-order" and len(scenario.steps) == 15
+    assert scenario.name == "big-order" and len(scenario.steps) == 17
+
+
+def test_deadlines_and_pause_resume_steps() -> None:
+    from sagactl.scenario.model import PauseStep, ResumeStep, SubmitStep
+
+    scenario = loader.loads(
+        "setup: {deadline: 60}\n"
+        "steps:\n"
+        "  - pause: payment\n"
+        "  - submit: {product_id: 1, user_id: 1, value: 1.00, quantity: 1}\n"
+        "    deadline: 1.5\n"
+        "  - resume: payment\n",
+        "deadlines.yaml",
+    )
+    pause, submit, resume = scenario.steps
+    assert isinstance(pause, PauseStep) and isinstance(resume, ResumeStep) and pause.participant == "payment"
+    assert isinstance(submit, SubmitStep) and submit.deadline_s == 1.5 and scenario.setup.deadline_s == 60
+    with pytest.raises(loader.ScenarioInvalid, match="deadline"):
+        loader.loads("steps:\n  - submit: {product_id: 1, user_id: 1, value: 1.00, quantity: 1}\n    deadline: -1\n", "bad.yaml")
+    with pytest.raises(loader.ScenarioInvalid, match="pause"):
+        loader.loads("steps:\n  - pause: nobody\n", "bad.yaml")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import shutil
+import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,45 @@ def test_false_expectations_exit_1_with_expected_and_actual(tmp_path: Path) -> N
     assert "▶ step 1/2 (line 4) submit" in human.stderr and "✗ step 2" in human.stderr
 
 
+FAILING_VERDICTS = """\
+name: verdicts
+description: a wait that times out (payment is killed), and dead letters and invariants that do not hold
+steps:
+  - kill: payment
+  - submit: {product_id: 1, user_id: 1, value: "20.00", quantity: 2}
+    as: first
+  - wait: [first]
+    timeout: 2
+  - publish:
+      subject: saga.sale.created
+      body: "not JSON"
+  - expect:
+      dead_letters: {inventory: 1}
+    within: 20
+expect:
+  sales:
+    first: PENDING
+  dead_letters: {inventory: 0}
+  invariants: true
+"""
+
+
+def test_a_timed_out_wait_and_failing_dead_letters_and_invariants_say_what_they_saw(tmp_path: Path) -> None:
+    scenario = tmp_path / "verdicts.yaml"
+    scenario.write_text(FAILING_VERDICTS)
+    code, report = run_json(str(scenario))
+    assert code == 1 and report["passed"] is False
+    assert [step["passed"] for step in report["steps"]] == [True, True, False, True, True]
+    verdicts = {v["what"]: v for v in failed(report)}
+    assert set(verdicts) == {"step 3 (line 7): wait for first", "dead letters of inventory", "invariants (sagactl check)"}
+    wait = verdicts["step 3 (line 7): wait for first"]
+    assert (wait["expected"], wait["actual"]) == ({"FINALIZED or CANCELED": 1}, {"PENDING": 1})
+    assert (verdicts["dead letters of inventory"]["expected"], verdicts["dead letters of inventory"]["actual"]) == (0, 1)
+    violations = {v["check"]: v for v in verdicts["invariants (sagactl check)"]["actual"]}
+    assert set(violations) == {"unreachable", "dead-letter"} and violations["unreachable"]["subject"] == "payment"
+    assert "malformed JSON" in violations["dead-letter"]["detail"]
+
+
 AUDIT_PARTICIPANT = """\
 from sqlmodel import Field, SQLModel
 
@@ -137,8 +177,13 @@ def test_steps_on_a_live_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.syspath_prepend(str(tmp_path))  # the loader imports it to learn its name
     monkeypatch.chdir(tmp_path)  # participant processes import from their working directory
     (tmp_path / "live.yaml").write_text(LIVE_STEPS)
-    code, report = run_json("live.yaml", "--keep")
+    # `run` makes its private state dir with tempfile: here, so the finally below finds and stops
+    # the kept system even when `run` fails before its report names the dir.
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(runs))
     try:
+        code, report = run_json("live.yaml", "--keep")
         assert code == 0, (report["steps"], failed(report))
         assert [s["summary"].split()[0] for s in report["steps"]] == [
             "kill", "kill", "submit", "check", "restart", "wait", "start", "submit", "wait", "check"]
@@ -146,16 +191,29 @@ def test_steps_on_a_live_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         running = {(p.name, p.replica): p.running for p in Supervisor(StateDir.at(report["state_dir"])).processes()}
         assert running == {("sale", 1): True, ("inventory", 1): False, ("inventory", 2): True,
                            ("payment", 1): True, ("audit", 1): True}
+        assert Path(report["state_dir"]).parent == runs
     finally:
-        Supervisor(StateDir.at(report["state_dir"])).down(purge=True)
-        shutil.rmtree(report["state_dir"], ignore_errors=True)
+        for kept in runs.iterdir():
+            Supervisor(StateDir.at(kept)).down(purge=True)
+
+
+# How `run` prints an event as it happens (sagactl/views/events.py): its time, then its sale.
+EVENT_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} sale \d+ ", re.MULTILINE)
 
 
 def test_run_shows_steps_events_tables_and_verdicts() -> None:
-    result = runner.invoke(app, ["run", "unknown"])
+    result = runner.invoke(app, ["run", "unknown"], env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.output
+    assert len(EVENT_LINE.findall(result.stdout)) == 8  # the two sales' 3 + 5 events, as they happened
     assert "▶ step 3/3 (line 13) wait for all sales to be CANCELED" in result.stderr
     assert "✓ step 3" in result.stderr
     out = result.stdout
     assert out.index("scenario unknown") < out.index("ROLLBACK_INVENTORY") < out.index("before") < out.index("after")
     assert "unknown: passed" in out and "failed" not in out
+
+
+def test_run_no_events_prints_the_verdicts_without_the_events() -> None:
+    result = runner.invoke(app, ["run", "unknown", "--no-events"], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    assert "unknown: passed" in result.stdout and "✓ step 3" in result.stderr
+    assert EVENT_LINE.findall(result.stdout) == []

@@ -2,7 +2,7 @@
 
 CI runs a short version (2,000 sagas, 8 faults). The long one (see docs/reliability.md):
 
-    SAGACTL_SOAK_SAGAS=20000 SAGACTL_SOAK_FAULTS=60 .venv/bin/pytest -q -m soak -s
+    SAGACTL_SOAK_SAGAS=20000 SAGACTL_SOAK_FAULTS=60 .venv/bin/pytest -q -m soak -s --timeout 0
 
 SAGACTL_SOAK_SEED replays a run's random choices (the seed is printed with -s).
 """

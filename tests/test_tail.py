@@ -4,23 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from observing import Background, sagactl, submit, wait_for, watch_a_sale
+from commands import sagactl
+from observing import Background, submit, watch_a_sale
+from polling import wait_for
 
 from participants.runtime import broker
-from sagactl.streams.reader import Delivery
+from participants.runtime.jetstream import parse_ack_subject
 from sagactl.system.supervisor import Supervisor
 
+pytestmark = pytest.mark.sqlite_only  # CLI and views: what they show does not depend on the database
 
-@pytest.fixture
-def history(system: Supervisor) -> Supervisor:
+
+def make_history(supervisor: Supervisor) -> Supervisor:
     """A finalized sale (1), a refused payment (2) and an out-of-stock sale (3): 12 events."""
-    assert submit(system, 1, 1, "20.00", 2)["status"] == "FINALIZED"
-    assert submit(system, 1, 1, "500.00", 1)["reason"] == "insufficient balance"
-    assert submit(system, 1, 1, "5.00", 50)["reason"] == "out of stock"
-    return system
+    assert submit(supervisor, 1, 1, "20.00", 2)["status"] == "FINALIZED"
+    assert submit(supervisor, 1, 1, "500.00", 1)["reason"] == "insufficient balance"
+    assert submit(supervisor, 1, 1, "5.00", 50)["reason"] == "out of stock"
+    return supervisor
+
+
+@pytest.fixture(scope="module")
+def history(module_system: Supervisor) -> Supervisor:
+    """The three sales on a system shared by the tests that only read the stream."""
+    return make_history(module_system)
 
 
 def tail_json(supervisor: Supervisor, *args: str) -> list[dict[str, Any]]:
@@ -95,8 +105,8 @@ def test_filters_and_start_points(history: Supervisor, args: list[str], expected
         (["--since", "yesterday"], "--since"),
     ],
 )
-def test_bad_options_are_usage_errors(system: Supervisor, args: list[str], message: str) -> None:
-    result = sagactl(system, "tail", "--no-follow", *args)
+def test_bad_options_are_usage_errors(history: Supervisor, args: list[str], message: str) -> None:
+    result = sagactl(history, "tail", "--no-follow", *args)
     assert result.exit_code == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
@@ -133,7 +143,8 @@ def test_follow_survives_a_nats_restart_and_ends_on_ctrl_c(system: Supervisor) -
     assert set(consumers(system)) == {"sale", "inventory", "payment"}
 
 
-def test_follow_shows_only_new_events_by_default(history: Supervisor) -> None:
+def test_follow_shows_only_new_events_by_default(system: Supervisor) -> None:
+    history = make_history(system)  # a system of its own: it adds a sale
     tail = watch_a_sale(history, "tail",
                         ready=lambda p: "sagactl-tail" in " ".join(consumers(history)),
                         shown=lambda p: any("FINALIZED_SALE" in line for line in p.stdout))
@@ -146,8 +157,8 @@ def test_follow_shows_only_new_events_by_default(history: Supervisor) -> None:
      "$JS.ACK.hub.ACCOUNTHASH.SAGA.sagactl-tail-1.1.42.7.1795669984284829649.3.RANDOM"],
 )
 def test_delivery_read_from_both_reply_subject_forms(reply: str) -> None:
-    delivery = Delivery.parse(reply)
+    delivery = parse_ack_subject(reply)
     assert delivery is not None
     assert (delivery.stream_seq, delivery.consumer_seq, delivery.pending) == (42, 7, 3)
-    assert delivery.time.isoformat().startswith("2026-11-26T") and delivery.time.tzinfo is not None
-    assert Delivery.parse("_INBOX.abc") is None
+    assert datetime.fromtimestamp(delivery.timestamp_ns / 1e9, timezone.utc).isoformat().startswith("2026-11-26T")
+    assert parse_ack_subject("_INBOX.abc") is None

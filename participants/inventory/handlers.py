@@ -1,4 +1,4 @@
-"""The inventory service's rules: debit stock atomically, credit it back on a failed payment."""
+"""The inventory service on its database: rules.py's decisions over SQL, and its control requests."""
 
 from __future__ import annotations
 
@@ -6,41 +6,53 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from participants.contract import (
-    REASON_OUT_OF_STOCK,
-    REASON_UNKNOWN_PRODUCT,
-    ROLLBACK_INVENTORY,
-    UPDATED_INVENTORY,
-    ContractError,
-    Event,
-)
-from participants.inventory.models import Inventory, StockBaseline
+from participants.contract import ContractError, Event
+from participants.inventory import rules
+from participants.inventory.models import Inventory, Reservation, StockBaseline
 from participants.runtime import Statement
-
-PRODUCER = "inventory"
 
 
 # The hot path: plain SQL on the transaction's connection (participants/runtime/sql.py).
-_TABLE = Inventory.__tablename__
+_TABLE, _HELD = Inventory.__tablename__, Reservation.__tablename__
 DEBIT = Statement(f"UPDATE {_TABLE} SET quantity = quantity - :q WHERE product_id = :p AND quantity >= :q")
 CREDIT = Statement(f"UPDATE {_TABLE} SET quantity = quantity + :q WHERE product_id = :p")
 KNOWN = Statement(f"SELECT 1 FROM {_TABLE} WHERE product_id = :p")
+OPEN = Statement(f"INSERT INTO {_HELD} (sale_id, product_id, quantity, state) VALUES (:s, :p, :q, :state) "
+                 "ON CONFLICT (sale_id) DO NOTHING")
+HELD = Statement(f"SELECT product_id, quantity, state FROM {_HELD} WHERE sale_id = :s")
+SET_STATE = Statement(f"UPDATE {_HELD} SET state = :state WHERE sale_id = :s")
 
 
-def on_created_sale(event: Event, session: Session) -> Event:
-    # One conditional UPDATE: two concurrent sales can never both take the last unit.
-    if DEBIT.run(session, q=event.quantity, p=event.product_id).rowcount == 1:
-        return event.follow(UPDATED_INVENTORY, PRODUCER)
-    known = KNOWN.run(session, p=event.product_id).fetchone() is not None
-    reason = REASON_OUT_OF_STOCK if known else REASON_UNKNOWN_PRODUCT
-    return event.follow(ROLLBACK_INVENTORY, PRODUCER, reason=reason)
+class SqlStock:
+    """rules.Stock on the handler's session, inside the runtime's transaction."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def open(self, sale_id: int, product_id: int, quantity: int, state: str) -> bool:
+        return OPEN.run(self.session, s=sale_id, p=product_id, q=quantity, state=state).rowcount == 1
+
+    def reservation(self, sale_id: int) -> rules.Reservation | None:
+        row = HELD.run(self.session, s=sale_id).fetchone()
+        return None if row is None else rules.Reservation(int(row[0]), int(row[1]), str(row[2]))
+
+    def set_state(self, sale_id: int, state: str) -> None:
+        SET_STATE.run(self.session, s=sale_id, state=state)
+
+    def take(self, product_id: int, quantity: int) -> bool:
+        return DEBIT.run(self.session, q=quantity, p=product_id).rowcount == 1
+
+    def give(self, product_id: int, quantity: int) -> None:
+        if CREDIT.run(self.session, q=quantity, p=product_id).rowcount != 1:
+            raise LookupError(f"product {product_id} vanished before its stock could be credited back")
+
+    def has_product(self, product_id: int) -> bool:
+        return KNOWN.run(self.session, p=product_id).fetchone() is not None
 
 
-def on_failed_payment(event: Event, session: Session) -> Event:
-    """The compensation the reference system never ran: give the reserved stock back."""
-    if CREDIT.run(session, q=event.quantity, p=event.product_id).rowcount != 1:
-        raise LookupError(f"product {event.product_id} vanished before its stock could be credited back")
-    return event.follow(ROLLBACK_INVENTORY, PRODUCER, reason=event.reason)
+def on_event(event: Event, session: Session) -> Event | None:
+    """CREATED_SALE, FAILED_PAYMENT and CANCELED_SALE: rules.py decides."""
+    return rules.decide(SqlStock(session), event)
 
 
 def setup(body: dict[str, Any], session: Session) -> tuple[dict[str, Any], list[Event]]:

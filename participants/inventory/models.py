@@ -12,6 +12,16 @@ class Inventory(SQLModel, table=True):
     quantity: int
 
 
+class Reservation(SQLModel, table=True):
+    """What inventory did for one sale (rules.py has the states): at most one row per sale."""
+
+    __tablename__ = "reservations"
+    sale_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    product_id: int
+    quantity: int
+    state: str = Field(max_length=16)
+
+
 class StockBaseline(SQLModel, table=True):
     """The stock a product was given (seed or setup): what conservation checks count from."""
 

@@ -1,7 +1,7 @@
-"""The payment service: charges the user for a sale whose stock is reserved."""
+"""The payment service: charges the user for a sale whose stock is reserved, refunds a canceled one."""
 
-from participants.contract import UPDATED_INVENTORY
-from participants.payment.handlers import baseline, on_updated_inventory, setup
+from participants.contract import CANCELED_SALE, UPDATED_INVENTORY
+from participants.payment.handlers import baseline, on_event, setup
 from participants.payment.models import BalanceBaseline, Payment, User, seed_rows
 from participants.payment.simulation import PaymentSimulation
 from participants.runtime import Participant
@@ -9,7 +9,7 @@ from participants.runtime import Participant
 participant = Participant(
     name="payment",
     tables=[User, Payment],
-    handlers={UPDATED_INVENTORY: on_updated_inventory},
+    handlers={UPDATED_INVENTORY: on_event, CANCELED_SALE: on_event},
     seed=seed_rows,
     requests={"setup": setup, "baseline": baseline},
     private_tables=[BalanceBaseline],

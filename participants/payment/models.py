@@ -17,11 +17,14 @@ class User(SQLModel, table=True):
 
 
 class Payment(SQLModel, table=True):
+    """What payment did for one sale (rules.py has the states): at most one row per sale."""
+
     __tablename__ = "payments"
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(index=True)
     sale_id: int = Field(unique=True)
     value: Decimal = Field(sa_type=Money)
+    state: str = Field(default="CHARGED", max_length=16)
 
 
 class BalanceBaseline(SQLModel, table=True):

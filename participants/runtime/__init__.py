@@ -8,6 +8,9 @@ as FINALIZED_SALE, live in `participants.contract`, the one definition of the ev
 
     participant = Participant(name="shipping", tables=[Shipment], handlers={FINALIZED_SALE: on_finalized})
 
+Its own Prometheus metrics: `from participants.runtime import metrics`, then
+`metrics.counter(name, help)` (also `gauge`, `histogram`), served beside the runtime's.
+
 Run it with `sagactl participant run MODULE:OBJECT` or `python -m participants.runtime MODULE:OBJECT`;
 docs/participants.md is the tutorial.
 

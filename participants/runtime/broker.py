@@ -209,7 +209,7 @@ def consumer_config(
         deliver_policy=DeliverPolicy.NEW if only_new else DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=ack_wait_s,
-        # No server-side limit: the runtime decides (participants/runtime/retry.py). It
+        # No server-side limit: the runtime decides (participants/runtime/settle.py). It
         # dead-letters poison on its last allowed delivery and retries a locked or unreachable
         # database for as long as it lasts; the server must never silently stop delivering.
         max_deliver=-1,

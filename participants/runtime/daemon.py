@@ -1,10 +1,11 @@
-"""The participant process: consume, apply in one transaction, publish, ack; answer control requests.
+"""The participant process: its lifecycle and the consume loop (apply in one transaction, publish, ack).
 
 Order of work for a pulled batch: all its events are applied in one transaction (one by one,
 each in its own, when the batch fails: a poison event cannot roll back its neighbours); the
 committed events go to the outbox relay, and the consumed messages are acked once the relay
 has them stored in the stream. An ack is only ever sent after the commit and the publish it
-confirms. While the relay waits for PubAcks the loop applies the next batch.
+confirms. While the relay waits for PubAcks the loop applies the next batch. The control
+endpoints live in control.py; what a failed event becomes (retry, dead letter) in settle.py.
 """
 
 from __future__ import annotations
@@ -12,43 +13,28 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import time
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Literal
 
-import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from sqlalchemy import Connection
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from participants.contract import (
-    DEAD_LETTER_SUBJECT_ROOT,
-    DISCOVER_SUBJECT,
-    STREAM,
-    SUBJECTS,
-    ContractError,
-    Event,
-    control_subject,
-    parse_event,
-)
-from participants.runtime import broker, jetstream, recovery
+from participants.contract import STREAM, ContractError, Event, parse_event, replay_subject
+from participants.runtime import broker, jetstream
+from participants.runtime.control import ControlEndpoints
 from participants.runtime.crashpoints import AFTER_COMMIT, MID_BATCH, CrashPoints
-from participants.runtime.database import (
-    create_schema,
-    make_engine,
-    seed_once,
-    table_rows,
-)
+from participants.runtime.database import OutdatedSchema, create_schema, make_engine, seed_once
 from participants.runtime.eventlog import EventLog
-from participants.runtime.outbox import OutboxRelay, Retention
-from participants.runtime.participant import Participant, Simulation, as_events
-from participants.runtime.retry import failure_action
-from participants.runtime.rows import read_page
+from participants.runtime.faults import with_faults
+from participants.runtime.metrics import MetricsSettings, RuntimeMetrics, count_inbox
+from participants.runtime.outbox import OutboxRelay
+from participants.runtime.participant import Participant, RequestHandler, Simulation, as_events
+from participants.runtime.retention import Retention
 from participants.runtime.settings import ConfigError, Settings
+from participants.runtime.settle import MAX_RETRY_DELAY_S, Settler, Verdict, failure_action
+from participants.runtime.tracing import Tracing
 from participants.runtime.transaction import (
     Applied,
     Message,
@@ -62,28 +48,18 @@ from participants.runtime.transaction import (
 FETCH_TIMEOUT_S = 0.5
 PULL_EXPIRES_S = 5.0
 DECLARE_TIMEOUT_S = 15.0
-MAX_RETRY_DELAY_S = 5.0
 # Stop pulling while this many committed events wait for their PubAck (NATS slow or away).
 MAX_RELAY_BACKLOG = 8192
 
 
-@dataclass(frozen=True)
-class Verdict:
-    action: Literal["ack", "retry", "dead"]
-    error: str = ""
-
-
-def retry_delay(deliveries: int) -> float:
-    """Backoff for a failed event: 0.2 s, 0.4 s, 0.8 s ... capped at 5 s."""
-    return min(0.2 * 2 ** max(deliveries - 1, 0), MAX_RETRY_DELAY_S)
-
-
 class ParticipantDaemon:
     def __init__(self, participant: Participant, settings: Settings) -> None:
-        self.participant = participant
+        self.participant = with_faults(participant)  # injected faults, when the environment sets any
         self.settings = settings
         self.log = EventLog(participant.name, settings.replica)
         self.crash = CrashPoints(settings.crash_point)
+        self.metrics = RuntimeMetrics(participant.name, MetricsSettings.from_env())
+        self.tracing = Tracing(participant.name, settings.replica)  # off unless OTEL_* variables ask
         self.engine = make_engine(settings.db_url, settings.sqlite_synchronous, settings.sqlite_busy_timeout_s)
         self.simulation: Simulation | None = None
         if settings.raw:
@@ -94,7 +70,9 @@ class ParticipantDaemon:
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
         self.relay: OutboxRelay | None = None
+        self.window_s = broker.DUPLICATE_WINDOW_S  # the stream's, once asked
         self.puller: jetstream.PullConsumer | None = None
+        self.settler: Settler  # once connected
         # One connection kept open for the hot path: no pool checkout and reset per batch. All
         # database work runs on the event-loop thread, one transaction after the other.
         self.db: Connection | None = None
@@ -109,6 +87,7 @@ class ParticipantDaemon:
             self.settings.nats_urls, f"{self.participant.name}-{self.settings.replica}", on_event=self._on_connection
         )
         self.js = self.nc.jetstream()
+        self.settler = Settler(self.participant.name, self.nc, self.js, self.log)
         durable = self.participant.name
         await self._declare(durable)
         settings = self.settings
@@ -116,20 +95,30 @@ class ParticipantDaemon:
         retention = Retention.for_consumer(
             window, settings.max_deliver, settings.ack_wait_s, MAX_RETRY_DELAY_S, settings.outbox_keep_s
         )
-        self.relay = OutboxRelay(None if settings.raw else self.engine, self.nc, self.crash, self.log, retention)
-        await self.relay.start(lambda rows: self._stored_already(rows, window))  # what a previous run never marked sent
-        await self._subscribe_control()
+        self.window_s = window
+        self.relay = OutboxRelay(None if settings.raw else self.engine, self.nc, self.crash, self.log, retention,
+                                 consumer=durable, duplicate_window_s=window, slot=str(settings.replica))
+        await self.relay.start()  # what a previous process in this slot never marked sent
+        self.metrics.outbox_backlog = lambda: self.relay.backlog  # type: ignore[union-attr]
+        self.metrics.serve()
+        if not settings.raw:
+            self.metrics.sample_inbox(lambda: count_inbox(self.connection()), self.stopping)
+        await ControlEndpoints(self).subscribe()
         self.puller = jetstream.PullConsumer(self.nc, STREAM, durable, settings.batch_size, PULL_EXPIRES_S)
         await self.puller.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         relay_task = asyncio.create_task(self.relay.run(self.stopping))
+        periodic = self.participant.periodic
+        periodic_task = asyncio.create_task(self._periodic(*periodic)) if periodic and not settings.raw else None
         self.log.write("ready", pid=os.getpid(), subjects=self.participant.subjects, raw=settings.raw,
-                       replicas=settings.replicas, batch=settings.batch_size)
+                       replicas=settings.replicas, batch=settings.batch_size, metrics_url=self.metrics.url)
         try:
             await self._consume(self.puller)
         finally:
+            if periodic_task is not None:
+                periodic_task.cancel()
             await self.puller.stop()
             try:
                 await asyncio.wait_for(relay_task, timeout=3)  # publishes and acks what is queued
@@ -147,6 +136,8 @@ class ParticipantDaemon:
                 pass
             self._reset_connection()
             self.engine.dispose()
+            self.metrics.stop()
+            self.tracing.shutdown()
             self.log.write("stopped")
 
     async def _declare(self, durable: str) -> None:
@@ -168,13 +159,6 @@ class ParticipantDaemon:
                     raise broker.BrokerUnavailable(f"JetStream is not usable: {broker.describe(exc)}") from None
                 await asyncio.sleep(0.2)
 
-    async def _stored_already(self, rows: list[tuple[str, str, datetime]], window: float) -> set[str]:
-        try:
-            return await recovery.stored_already(self.nc, rows, window)  # type: ignore[arg-type]
-        except Exception as exc:  # cannot tell: publish them again, as before
-            self.log.write("outbox_recovery_failed", error=broker.describe(exc))
-            return set()
-
     async def _duplicate_window(self) -> float:
         """The SAGA stream's duplicate window as the server has it (another process may have created it)."""
         assert self.js is not None
@@ -188,81 +172,21 @@ class ParticipantDaemon:
             self.puller.forget_requests()
         self.log.write("nats", state=what)
 
-    # -- control requests ---------------------------------------------------------------
-    async def _subscribe_control(self) -> None:
-        assert self.nc is not None
-        name = self.participant.name
-        await self.nc.subscribe(control_subject(name, "ping"), cb=self._on_ping)
-        await self.nc.subscribe(DISCOVER_SUBJECT, cb=self._on_discover)
-        await self.nc.subscribe(control_subject(name, "state"), queue=name, cb=self._on_state)
-        await self.nc.subscribe(control_subject(name, "rows"), queue=name, cb=self._on_rows)
-        for verb in self.participant.requests:
-            await self.nc.subscribe(control_subject(name, verb), queue=name, cb=self._on_request)
-
-    async def _on_ping(self, msg: Msg) -> None:
-        body = {"participant": self.participant.name, "replica": self.settings.replica, "pid": os.getpid()}
-        await msg.respond(orjson.dumps(body))
-
-    async def _on_discover(self, msg: Msg) -> None:
-        """Say who we are; the event types this process knows let a CLI show events it never imported."""
-        body = {
-            "participant": self.participant.name,
-            "replica": self.settings.replica,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "handles": sorted(self.participant.handlers),
-            "requests": sorted(self.participant.requests),
-            "tables": [t.__tablename__ for t in self.participant.tables],  # type: ignore[attr-defined]
-            "event_types": dict(SUBJECTS),
-        }
-        await msg.respond(orjson.dumps(body))
-
-    async def _on_state(self, msg: Msg) -> None:
-        from sqlmodel import Session
-
-        if self.simulation is not None:
-            await msg.respond(orjson.dumps({"participant": self.participant.name, "tables": {}, "raw": True}))
-            return
-        try:
-            with Session(self.engine) as session:
-                tables = {t.__tablename__: table_rows(session, t) for t in self.participant.tables}  # type: ignore[attr-defined]
-                session.rollback()
-            reply = {"participant": self.participant.name, "tables": tables}
-        except Exception as exc:  # a locked or failing database: say so instead of leaving the caller to time out
-            reply = {"error": f"{self.participant.name} could not read its tables: {type(exc).__name__}: {exc}"}
-        await msg.respond(orjson.dumps(reply))
-
-    async def _on_rows(self, msg: Msg) -> None:
-        try:
-            body = orjson.loads(msg.data)
-            reply = read_page(self.engine, self.participant.tables, body if isinstance(body, dict) else {}, self.nc.max_payload // 2)  # type: ignore[union-attr]
-        except (ContractError, orjson.JSONDecodeError) as exc:
-            reply = orjson.dumps({"error": str(exc)})
-        except Exception as exc:
-            reply = orjson.dumps({"error": f"{self.participant.name} could not read rows: {type(exc).__name__}: {exc}"})
-        await msg.respond(reply)
-
-    async def _on_request(self, msg: Msg) -> None:
-        verb = msg.subject.rsplit(".", 1)[1]
-        messages: list[Message] = []
-        try:
-            body = orjson.loads(msg.data)
-            if not isinstance(body, dict):
-                raise ContractError("request body is not a JSON object")
-            if self.simulation is not None:
-                reply, emitted = self.simulation.request(verb, body)
-                messages = outbox_messages(emitted)
-            else:
-                reply, _, messages = run_request(self._connection(), self.participant.requests[verb], body)
-        except (ContractError, orjson.JSONDecodeError) as exc:
-            reply = {"error": str(exc)}
-        except Exception as exc:
-            self.log.write("request_failed", request=verb, error=repr(exc))
-            reply = {"error": f"{self.participant.name} could not handle {verb}: {exc}"}
-        await msg.respond(orjson.dumps(reply))
-        if messages:
-            self.crash.reach(AFTER_COMMIT)
-            self.relay.submit(messages)  # type: ignore[union-attr]
+    async def _periodic(self, every_s: float, handler: RequestHandler) -> None:
+        """The participant's periodic work, at once at start and then every `every_s` seconds."""
+        while not self.stopping.is_set():
+            try:
+                _, _, messages = run_request(self._connection(), handler, {})
+            except Exception as exc:  # its database failing: try again next time
+                self.log.write("periodic_failed", error=repr(exc))
+                self._reset_connection()
+                messages = []
+            if messages:
+                self.relay.submit(messages)  # type: ignore[union-attr]
+            try:
+                await asyncio.wait_for(self.stopping.wait(), every_s)
+            except asyncio.TimeoutError:
+                pass
 
     # -- consuming -----------------------------------------------------------------------
     async def _consume(self, puller: jetstream.PullConsumer) -> None:
@@ -297,7 +221,7 @@ class ParticipantDaemon:
                 settled.append((msg, Verdict("dead", f"poison: {exc}")))
         to_ack: list[Msg] = []
         messages: list[Message] = []
-        batch = self._apply_batch([e for _, e in events]) if events else None
+        batch = self._apply_batch(events) if events else None
         if batch is not None:
             outcomes, messages = batch
             per_event_ms = (time.perf_counter() - started) * 1000 / len(events)
@@ -318,28 +242,33 @@ class ParticipantDaemon:
             self.log.write("batch", size=len(msgs), age_ms=round((time.time() - int(msgs[0].reply.split(".")[7]) / 1e9) * 1000, 2),
                            took_ms=round((time.perf_counter() - started) * 1000, 2), backlog=self.relay.backlog)
         self.log.flush()
+        self.metrics.batch(len(msgs), time.perf_counter() - started)
         if to_ack:
             self.crash.reach(AFTER_COMMIT)
             replies = [msg.reply for msg in to_ack]
-            self.relay.submit(messages, then=lambda: self._ack(replies))  # type: ignore[union-attr]
+            self.relay.submit(messages, then=lambda: self.settler.ack(replies))  # type: ignore[union-attr]
         for msg, verdict in settled:
-            await self._settle(msg, verdict)
+            self.metrics.settled(msg.subject, verdict.action, jetstream.delivery_info(msg.reply)[1])
+            if self.tracing.enabled:
+                self.tracing.settled(msg.headers, msg.data, verdict.action, jetstream.delivery_info(msg.reply)[1])
+            await self.settler.settle(msg, verdict)
 
-    def _apply_batch(self, events: list[Event]) -> tuple[list[Outcome], list[Message]] | None:
+    def _apply_batch(self, events: list[tuple[Msg, Event]]) -> tuple[list[Outcome], list[Message]] | None:
         """All events in one transaction (or, raw, in memory); None when the batch failed as a whole."""
         if self.simulation is not None:
-            outcomes = [Outcome(Applied.DONE, as_events(self.simulation.handle(e))) for e in events]
+            outcomes = [Outcome(Applied.DONE, as_events(self.simulation.handle(e))) for _, e in events]
             return outcomes, [m for o in outcomes for m in outbox_messages(o.emitted)]
         assert self.relay is not None
         sent = self.relay.take_sent()
-        result = apply_batch(self._connection(), self.participant, events, lambda: self.crash.reach(MID_BATCH), sent)
+        result = apply_batch(self.connection(), self.participant, [e for _, e in events], lambda: self.crash.reach(MID_BATCH),
+                             sent, [jetstream.delivery_info(m.reply)[0] for m, _ in events], self.window_s)
         if result is None:
             self.relay.give_back(sent)
             self._reset_connection()
             return None
         return result.outcomes, result.messages
 
-    def _connection(self) -> Connection:
+    def connection(self) -> Connection:
         if self.db is None or self.db.closed or self.db.invalidated:
             self.db = self.engine.connect()
         return self.db
@@ -357,7 +286,7 @@ class ParticipantDaemon:
         event = parse_event(msg.data)
         if event.type not in self.participant.handlers:
             raise ContractError(f"{self.participant.name} does not handle {event.type}")
-        if msg.subject != event.subject:
+        if msg.subject != event.subject and msg.subject != replay_subject(self.participant.name):
             raise ContractError(f"{event.type} published on {msg.subject}, expected {event.subject}")
         return event
 
@@ -366,7 +295,7 @@ class ParticipantDaemon:
         started = time.perf_counter()
         _, deliveries = jetstream.delivery_info(msg.reply)
         try:
-            outcome = apply_event(self.engine, self.participant, event)
+            outcome = apply_event(self.engine, self.participant, event, jetstream.delivery_info(msg.reply)[0], self.window_s)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             self.log.write(
@@ -380,6 +309,11 @@ class ParticipantDaemon:
         return Verdict("ack"), outcome.emitted
 
     def _log_outcome(self, msg: Msg, event: Event, outcome: Outcome, ms: float) -> None:
+        deliveries = jetstream.delivery_info(msg.reply)[1]
+        self.metrics.handled(event.type, outcome.applied is Applied.DONE, outcome.emitted, deliveries)
+        if self.tracing.enabled:
+            self.tracing.handled(msg.headers, event, "applied" if outcome.applied is Applied.DONE else "duplicate",
+                                 outcome.emitted, deliveries, ms / 1000)
         self.log.write(
             "handled" if outcome.applied is Applied.DONE else "duplicate",
             flush=False,
@@ -388,44 +322,9 @@ class ParticipantDaemon:
             type=event.type,
             emitted=[e.type for e in outcome.emitted],
             reason=next((e.reason for e in outcome.emitted if e.reason), None),
-            deliveries=jetstream.delivery_info(msg.reply)[1],
+            deliveries=deliveries,
             ms=round(ms, 3),
         )
-
-    async def _ack(self, replies: list[str]) -> None:
-        assert self.nc is not None
-        try:
-            for reply in replies:
-                await self.nc.publish(reply, jetstream.ACK)
-        except Exception as exc:  # a lost ack means a redelivery, which the inbox absorbs
-            self.log.write("settle_failed", action="ack", error=broker.describe(exc))
-
-    async def _settle(self, msg: Msg, verdict: Verdict) -> None:
-        assert self.nc is not None
-        try:
-            if verdict.action == "retry":
-                _, deliveries = jetstream.delivery_info(msg.reply)
-                await self.nc.publish(msg.reply, jetstream.nak_body(retry_delay(deliveries)))
-            else:
-                await self._dead_letter(msg, verdict.error)
-                await self.nc.publish(msg.reply, jetstream.TERM)
-        except Exception as exc:  # a lost nak or term means a redelivery after ack_wait
-            self.log.write("settle_failed", action=verdict.action, error=broker.describe(exc))
-
-    async def _dead_letter(self, msg: Msg, error: str) -> None:
-        """Park an event that cannot be applied, with why, so it blocks nothing and is not lost."""
-        assert self.js is not None
-        meta = msg.metadata
-        headers = {
-            "Sagactl-Error": error[:1000],
-            "Sagactl-Subject": msg.subject,
-            "Sagactl-Participant": self.participant.name,
-            "Sagactl-Stream-Seq": str(meta.sequence.stream),
-            "Sagactl-Deliveries": str(meta.num_delivered),
-            "Nats-Msg-Id": f"dlq-{self.participant.name}-{meta.sequence.stream}",
-        }
-        await self.js.publish(f"{DEAD_LETTER_SUBJECT_ROOT}.{self.participant.name}", msg.data, headers=headers)
-        self.log.write("dead_letter", stream_seq=meta.sequence.stream, error=error)
 
 
 def run(participant: Participant, settings: Settings | None = None) -> None:
@@ -447,6 +346,9 @@ def run(participant: Participant, settings: Settings | None = None) -> None:
     except broker.BrokerUnavailable as exc:
         daemon.log.write("fatal", error=str(exc))
         raise SystemExit(3) from None
+    except OutdatedSchema as exc:  # a database made by an older version: no migration
+        daemon.log.write("fatal", error=f"database: {exc}")
+        raise SystemExit(2) from None
     except OperationalError as exc:  # the database is unreachable or refused us at start
         daemon.log.write("fatal", error=f"database: {' '.join(str(exc.orig).split())}")
         raise SystemExit(3) from None

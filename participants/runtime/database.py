@@ -43,17 +43,27 @@ class Money(TypeDecorator):
 
 
 class InboxEntry(SQLModel, table=True):
-    """An event this participant has applied; its presence makes a redelivery a no-op."""
+    """An event this participant has applied; its presence makes a redelivery a no-op.
+
+    `stream_seq` is where the event was consumed from: a row is pruned only once the consumer's
+    ack floor has passed it (nothing at or below the floor is delivered again), see outbox.prune.
+    """
 
     __tablename__ = "saga_inbox"
     event_id: str = Field(primary_key=True, max_length=64)
     event_type: str = Field(max_length=64)
     sale_id: int
     handled_at: datetime
+    stream_seq: int | None = Field(default=None, sa_type=BigInteger)
 
 
 class OutboxEntry(SQLModel, table=True):
-    """An event decided in a handler's transaction, published by the relay after the commit."""
+    """An event decided in a handler's transaction, published by the relay after the commit.
+
+    `cause_id` is the consumed event whose handler decided it (None for a control request): a
+    redelivery of that event republishes its unsent rows before it is acked. `claimed_by` and
+    `claimed_until` are the lease of the process sweeping an unsent row (recovery.claim_unsent).
+    """
 
     __tablename__ = "saga_outbox"
     id: int | None = Field(default=None, primary_key=True)
@@ -62,6 +72,9 @@ class OutboxEntry(SQLModel, table=True):
     payload: bytes = Field(sa_type=LargeBinary)
     created_at: datetime
     sent_at: datetime | None = Field(default=None, index=True)
+    cause_id: str | None = Field(default=None, max_length=64, index=True)
+    claimed_by: str | None = Field(default=None, max_length=128)
+    claimed_until: datetime | None = None
 
 
 class RuntimeMeta(SQLModel, table=True):
@@ -140,12 +153,30 @@ def lock_schema(connection: Connection) -> None:
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
 
 
+class OutdatedSchema(RuntimeError):
+    """The database was created by an older sagactl whose runtime tables lack columns."""
+
+
 def create_schema(engine: Engine, tables: Iterable[type[SQLModel]]) -> None:
-    """Create the runtime's tables and the participant's own; existing tables are kept."""
+    """Create the runtime's tables and the participant's own; existing tables are kept.
+
+    Raises OutdatedSchema when an existing runtime table lacks a column this version needs
+    (there is no migration: start from a fresh database).
+    """
     wanted = [*RUNTIME_TABLES, *tables]
     with engine.begin() as connection:
         lock_schema(connection)
         SQLModel.metadata.create_all(connection, tables=[t.__table__ for t in wanted])  # type: ignore[attr-defined]
+        inspector = inspect(connection)
+        for table in RUNTIME_TABLES:
+            name = table.__tablename__  # type: ignore[attr-defined]
+            have = {column["name"] for column in inspector.get_columns(name)}
+            missing = sorted({c.name for c in table.__table__.columns} - have)  # type: ignore[attr-defined]
+            if missing:
+                raise OutdatedSchema(
+                    f"{name} lacks column(s) {', '.join(missing)}: the database was made by an older sagactl; "
+                    "start from a fresh database (delete the file or drop the database)"
+                )
 
 
 def seed_once(engine: Engine, rows: Iterable[SQLModel]) -> bool:

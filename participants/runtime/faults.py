@@ -9,17 +9,24 @@ Scenario files (and tests) set these environment variables on a participant proc
 - `SAGACTL_FAULT_DELAY_MS=30`: every consumed event takes this much longer to handle, as if
   the database were slow (the process is busy meanwhile, like a real slow handler).
 
-Crashing at a named point is `SAGACTL_CRASH_POINT` (crashpoints.py). With none of these set,
-`inject` does nothing.
+Crashing at a named point is `SAGACTL_CRASH_POINT` (crashpoints.py). The daemon wraps its
+participant's handlers with `with_faults` when it starts, so the faults strike inside the
+runtime's transaction, before the handler; with none of these set the participant is unchanged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import os
 import time
 from dataclasses import dataclass, field
+
+from sqlmodel import Session
+
+from participants.contract import Event
+from participants.runtime.participant import Handler, HandlerResult, Participant, TransientError
 
 FAIL_RATE_ENV = "SAGACTL_FAULT_FAIL_RATE"
 DELAY_MS_ENV = "SAGACTL_FAULT_DELAY_MS"
@@ -55,10 +62,6 @@ class Faults:
         if self.delay_ms:
             time.sleep(self.delay_ms / 1000)
         if self.fail_rate and event_id not in self._failed and self.chosen(event_id):
-            from participants.runtime.participant import (
-                TransientError,  # here: participant.py imports us
-            )
-
             self._failed.add(event_id)
             raise TransientError(f"injected transient failure ({FAIL_RATE_ENV}={self.fail_rate:g})")
 
@@ -69,8 +72,17 @@ def process_faults() -> Faults:
     return Faults.from_env()
 
 
-def inject(event_id: str) -> None:
-    """Called by the runtime before each consumed event's handler; a no-op unless faults are set."""
-    faults = process_faults()
-    if faults.active:
-        faults.before_handling(event_id)
+def with_faults(participant: Participant, faults: Faults | None = None) -> Participant:
+    """The participant with this process's faults striking before each handler (itself if none)."""
+    faults = process_faults() if faults is None else faults
+    if not faults.active:
+        return participant
+
+    def injected(handler: Handler) -> Handler:
+        def handle(event: Event, session: Session) -> HandlerResult:
+            faults.before_handling(event.event_id)
+            return handler(event, session)
+
+        return handle
+
+    return dataclasses.replace(participant, handlers={t: injected(h) for t, h in participant.handlers.items()})

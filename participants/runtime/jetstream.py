@@ -23,11 +23,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+
+from participants.runtime.tracing import TRACEPARENTS
 
 NATS_PY_VERSION = "2.16.0"  # the version whose behaviour this module was written and tested against
 STATUS = "Status"
@@ -45,16 +47,37 @@ def status_of(msg: Msg) -> str | None:
     return None
 
 
-def delivery_info(reply: str) -> tuple[int, int]:
-    """(stream sequence, delivery count) from a JetStream message's ack subject.
+# Token positions in an ack subject, `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`;
+# the newer form has `<domain>.<account hash>` after `$JS.ACK` (two more) and a random token at the end.
+_DELIVERED, _STREAM_SEQ, _CONSUMER_SEQ, _TIMESTAMP, _PENDING = 4, 5, 6, 7, 8
 
-    `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>` and the newer form with
-    `<domain>.<account hash>` after `$JS.ACK` and a random token at the end.
-    """
+
+class AckSubject(NamedTuple):
+    """What a JetStream message's ack (reply) subject says about its delivery."""
+
+    stream_seq: int
+    deliveries: int  # how often this message was delivered, this time included
+    consumer_seq: int
+    timestamp_ns: int  # when the stream stored it
+    pending: int  # messages matching the consumer still after this one
+
+
+def parse_ack_subject(reply: str) -> AckSubject | None:
+    """Every field of an ack subject; None for a reply subject that is not one."""
     tokens = reply.split(".")
-    if len(tokens) == 9:
-        return int(tokens[5]), int(tokens[4])
-    return int(tokens[7]), int(tokens[6])
+    if len(tokens) < 9 or tokens[0] != "$JS" or tokens[1] != "ACK":
+        return None
+    base = 0 if len(tokens) == 9 else 2
+    return AckSubject(int(tokens[base + _STREAM_SEQ]), int(tokens[base + _DELIVERED]), int(tokens[base + _CONSUMER_SEQ]),
+                      int(tokens[base + _TIMESTAMP]), int(tokens[base + _PENDING]))
+
+
+def delivery_info(reply: str) -> tuple[int, int]:
+    """(stream sequence, delivery count) of a JetStream message: `parse_ack_subject`'s two fields
+    the hot path needs, without building the rest (this runs for every consumed event)."""
+    tokens = reply.split(".")
+    base = 0 if len(tokens) == 9 else 2
+    return int(tokens[base + _STREAM_SEQ]), int(tokens[base + _DELIVERED])
 
 
 def nak_body(delay_s: float) -> bytes:
@@ -216,7 +239,12 @@ class PubAcks:
             reply = f"{self._prefix}.{self._counter}"
             replies.append(reply)
             self._waiting[reply] = (pending, index)
-            await self._nc.publish(subject, payload, reply=reply, headers={"Nats-Msg-Id": msg_id})
+            headers = {"Nats-Msg-Id": msg_id}
+            if TRACEPARENTS:  # tracing on: the span that emitted the event is its parent
+                traceparent = TRACEPARENTS.pop(msg_id, None)
+                if traceparent is not None:
+                    headers["traceparent"] = traceparent
+            await self._nc.publish(subject, payload, reply=reply, headers=headers)
         try:
             await asyncio.wait_for(asyncio.shield(pending.done), timeout)
         except asyncio.TimeoutError:

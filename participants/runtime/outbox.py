@@ -5,62 +5,44 @@ change. After the commit the daemon hands the same events to the relay with what
 they are stored (ack the consumed messages). The relay publishes everything queued in one round
 with `Nats-Msg-Id` = event id, the PubAcks collected on one subscription; a group's follow-up
 runs only when all its events are stored. While a round waits for its PubAcks the daemon is
-already applying the next batch.
+already applying the next batch. A group leaves the queue only once stored: a publish that
+raises (disconnected with the buffer full, a message over the server's size limit, anything)
+keeps it queued; a group that raises on its own goes to the back so it holds up nobody.
 
-Rows are marked sent a moment later, in one UPDATE for many rows; a crash before that
-republishes them on restart (the relay starts by queueing every unsent row), and the stream's
-duplicate window and every consumer's inbox make that copy harmless. Housekeeping prunes sent
-outbox rows and old inbox rows (see `Retention`) so neither table grows with history.
+Rows are marked sent a moment later, in one UPDATE for many rows. Rows that stay unsent (this
+process or another replica died first, or never heard its COMMIT succeed) are swept: every
+process claims them with a lease and publishes them, old ones only after looking them up in the
+stream (participants/runtime/recovery.py). Housekeeping prunes sent outbox rows and inbox rows
+the consumer's ack floor has passed (participants/runtime/retention.py) so neither table grows with history.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Awaitable, Callable
 
 from nats.aio.client import Client
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine
 
+from participants.contract import STREAM
+from participants.runtime import recovery
 from participants.runtime.crashpoints import AFTER_PUBLISH, CrashPoints
-from participants.runtime.database import InboxEntry, OutboxEntry, utc_datetime
+from participants.runtime.database import utc_datetime
 from participants.runtime.eventlog import EventLog
 from participants.runtime.jetstream import PubAcks
+from participants.runtime.retention import Retention, prune
 from participants.runtime.transaction import Message, mark_sent, transaction
 
 PUBLISH_TIMEOUT_S = 5.0
 MAX_ROUND = 4096  # messages published per round
 MARK_EVERY_S = 0.1
+SWEEP_EVERY_S = 1.0
 HOUSEKEEPING_EVERY_S = 5.0
-PRUNE_CHUNK = 20_000
-
-# (subject, event id, created at) of unsent rows -> the event ids the stream holds already.
-StoredAlready = Callable[[list[tuple[str, str, datetime]]], Awaitable[set[str]]]
-
-_OUTBOX = OutboxEntry.__table__  # type: ignore[attr-defined]
-_INBOX = InboxEntry.__table__  # type: ignore[attr-defined]
-
-
-@dataclass(frozen=True)
-class Retention:
-    """How long handled-event bookkeeping is kept.
-
-    An inbox row must outlive every way its event can come back: a redelivery (at most
-    `max_deliver` deliveries, each after at most ack_wait plus the retry delay) and a republished
-    copy the stream does not drop (after its duplicate window). Sent outbox rows are only kept for
-    inspection.
-    """
-
-    inbox_s: float
-    outbox_sent_s: float
-
-    @classmethod
-    def for_consumer(cls, duplicate_window_s: float, max_deliver: int, ack_wait_s: float, max_retry_delay_s: float,
-                     outbox_sent_s: float = 60.0) -> "Retention":
-        return cls(duplicate_window_s + max_deliver * (ack_wait_s + max_retry_delay_s), outbox_sent_s)
+INFO_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -72,58 +54,48 @@ class _Group:
 class OutboxRelay:
     def __init__(
         self, bind: Engine | Connection | None, nc: Client, crash: CrashPoints, log: EventLog,
-        retention: Retention | None = None,
+        retention: Retention | None = None, *, consumer: str | None = None, duplicate_window_s: float = 120.0,
+        slot: str = "1",
     ) -> None:
         self._bind = bind  # None in raw mode: nothing to recover, mark or prune
+        self._nc = nc
         self._pubacks = PubAcks(nc)
         self._crash = crash
         self._log = log
         self._retention = retention
+        self._consumer = consumer  # the durable whose ack floor lets inbox rows go; None: keep them
+        self._window_s = duplicate_window_s
+        # A lease holder's name: this replica slot and this process (a restart in the slot takes over).
+        self._slot = f"{slot}:"
+        self._owner = f"{slot}:{os.getpid()}"
         self._queue: deque[_Group] = deque()
+        self._held: set[str] = set()  # event ids queued, in flight or stored and not yet marked sent
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._queued = 0
         self._to_mark: list[str] = []
         self._marked_at = time.monotonic()
-        self._housekept_at = time.monotonic()
-        self._started = time.monotonic()
 
     @property
     def backlog(self) -> int:
         """Messages queued or in flight."""
         return self._queued
 
-    async def start(self, stored_already: StoredAlready | None = None) -> None:
-        """Subscribe for PubAcks and queue what a previous run committed but never marked sent.
-
-        `stored_already` names the rows the stream holds already (participants/runtime/recovery.py):
-        those are marked sent instead of published again.
-        """
+    async def start(self) -> None:
+        """Subscribe for PubAcks and queue what a previous run in this slot committed but never marked sent."""
         await self._pubacks.start()
-        self._started = time.monotonic()
-        if self._bind is None:
-            return
-        with transaction(self._bind) as connection:
-            rows = connection.execute(
-                select(_OUTBOX.c.subject, _OUTBOX.c.payload, _OUTBOX.c.event_id, _OUTBOX.c.created_at)
-                .where(_OUTBOX.c.sent_at.is_(None))
-                .order_by(_OUTBOX.c.id)
-            ).all()
-        if rows and stored_already is not None:
-            stored = await stored_already([(s, i, c) for s, _, i, c in rows])
-            if stored:
-                with transaction(self._bind) as connection:
-                    mark_sent(connection, sorted(stored), utc_datetime())
-                self._log.write("outbox_recovered", stored_already=len(stored))
-                rows = [row for row in rows if row[2] not in stored]
-        if rows:
-            self.submit([(s, bytes(p), i) for s, p, i, _ in rows])
+        if self._bind is not None:
+            try:
+                await self.sweep(starting=True)
+            except Exception as exc:  # a locked database: the periodic sweep takes them
+                self._log.write("sweep_failed", error=f"{type(exc).__name__}: {exc}")
 
     def submit(self, messages: list[Message], then: Callable[[], Awaitable[None]] | None = None) -> None:
         """Queue committed events; `then` runs once all of them are stored in the stream."""
         self._queue.append(_Group(messages, then))
         self._queued += len(messages)
+        self._held.update(m[2] for m in messages)
         self._idle.clear()
         self._wake.set()
 
@@ -131,11 +103,13 @@ class OutboxRelay:
         """Event ids stored in the stream and not yet marked: the daemon marks them in its next batch."""
         ids, self._to_mark = self._to_mark, []
         self._marked_at = time.monotonic()
+        self._held.difference_update(ids)
         return ids
 
     def give_back(self, ids: list[str]) -> None:
         """Ids `take_sent` returned whose batch did not commit."""
         self._to_mark.extend(ids)
+        self._held.update(ids)
 
     def wake(self) -> None:
         self._wake.set()
@@ -145,67 +119,100 @@ class OutboxRelay:
         await self._idle.wait()
 
     async def run(self, stopping: asyncio.Event) -> None:
+        upkeep = asyncio.create_task(self._upkeep(stopping)) if self._bind is not None else None
         delay = 0.05
-        while not stopping.is_set() or self._queue:
-            if not self._queue:
-                self._idle.set()
-                self._wake.clear()
+        try:
+            while not stopping.is_set() or self._queue:
+                if not self._queue:
+                    self._idle.set()
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), timeout=MARK_EVERY_S)
+                    except asyncio.TimeoutError:
+                        pass
+                    self._mark_sent()
+                    continue
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=MARK_EVERY_S)
-                except asyncio.TimeoutError:
-                    pass
-                self._housekeeping()
-                continue
-            try:
-                failed = await self._round()
-            except Exception as exc:  # disconnected, closing: keep the groups, retry
-                self._log.write("relay_retry", error=str(exc) or type(exc).__name__)
-                failed = True
-            self._housekeeping()
-            if failed:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-            else:
-                delay = 0.05
-        self._mark_sent(force=True)
+                    failed = await self._round()
+                except Exception as exc:  # _round keeps every group queued; this is only a last guard
+                    self._log.write("relay_retry", error=str(exc) or type(exc).__name__)
+                    failed = True
+                self._mark_sent()
+                if failed:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                else:
+                    delay = 0.05
+        finally:
+            if upkeep is not None:
+                upkeep.cancel()
+            self._mark_sent(force=True)
 
     async def _round(self) -> bool:
-        """Publish queued groups once; True when some message was not stored (it stays queued)."""
-        groups: list[_Group] = []
+        """Publish queued groups once; True when some message was not stored (it stays queued).
+
+        The groups stay at the head of the queue while their PubAcks are awaited (submit only
+        appends), and only what was stored leaves it.
+        """
+        count = 0
         size = 0
-        while self._queue and (not groups or size + len(self._queue[0].messages) <= MAX_ROUND):
-            group = self._queue.popleft()
-            groups.append(group)
+        for group in self._queue:
+            if count and size + len(group.messages) > MAX_ROUND:
+                break
+            count += 1
             size += len(group.messages)
-        stored = await self._pubacks.publish_all([m for g in groups for m in g.messages], PUBLISH_TIMEOUT_S)
+        groups = [self._queue[n] for n in range(count)]
+        try:
+            stored = await self._pubacks.publish_all([m for g in groups for m in g.messages], PUBLISH_TIMEOUT_S)
+            results: list[list[bool] | None] = []
+            position = 0
+            for group in groups:
+                results.append(stored[position : position + len(group.messages)])
+                position += len(group.messages)
+        except Exception as exc:
+            self._log.write("relay_retry", error=f"{type(exc).__name__}: {exc}")
+            # Find the group at fault: each alone (a too-large message fails only its own group).
+            results = []
+            for group in groups:
+                try:
+                    results.append(await self._pubacks.publish_all(group.messages, PUBLISH_TIMEOUT_S))
+                except Exception:
+                    results.append(None)
         if size:
             self._crash.reach(AFTER_PUBLISH)
-        position = 0
+        for _ in groups:
+            self._queue.popleft()
         retry: list[_Group] = []
-        for group in groups:
-            count = len(group.messages)
-            flags = stored[position : position + count]
-            position += count
-            if all(flags):
-                self._queued -= count
-                self._to_mark.extend(m[2] for m in group.messages)
-                if group.then is not None:
-                    await group.then()
-            else:
-                # Keep only what was not stored; the follow-up waits for the rest.
-                kept = [m for m, ok in zip(group.messages, flags) if not ok]
-                self._queued -= count - len(kept)
-                self._to_mark.extend(m[2] for m, ok in zip(group.messages, flags) if ok)
-                retry.append(_Group(kept, group.then))
+        raised: list[_Group] = []
+        for group, flags in zip(groups, results):
+            if flags is None:
+                raised.append(group)
+                continue
+            done = [m for m, ok in zip(group.messages, flags) if ok]
+            self._queued -= len(done)
+            self._to_mark.extend(m[2] for m in done)
+            if len(done) == len(group.messages):
+                await self._follow_up(group)
+            else:  # keep only what was not stored; the follow-up waits for the rest
+                retry.append(_Group([m for m, ok in zip(group.messages, flags) if not ok], group.then))
         self._queue.extendleft(reversed(retry))
-        self._mark_sent()
+        self._queue.extend(raised)
         if retry:
             self._log.write("relay_retry", error=f"{sum(len(g.messages) for g in retry)} events without PubAck")
-        return bool(retry)
+        return bool(retry or raised)
+
+    async def _follow_up(self, group: _Group) -> None:
+        if group.then is None:
+            return
+        try:
+            await group.then()
+        except Exception as exc:  # the events are stored; an ack not sent is a redelivery, a duplicate
+            self._log.write("follow_up_failed", error=f"{type(exc).__name__}: {exc}")
 
     def _mark_sent(self, force: bool = False) -> None:
         """Mark sent rows in a transaction of our own when no batch came along to carry them."""
         if self._bind is None or not self._to_mark:
+            self._held.difference_update(self._to_mark)
             self._to_mark.clear()
             return
         if not force and time.monotonic() - self._marked_at < MARK_EVERY_S:
@@ -214,43 +221,72 @@ class OutboxRelay:
         try:
             with transaction(self._bind) as connection:
                 mark_sent(connection, ids, utc_datetime())
-        except Exception as exc:  # a locked database: the rows are republished later, harmlessly
+        except Exception as exc:  # a locked database: the rows stay unsent and are swept later, harmlessly
             self._log.write("mark_sent_failed", error=str(exc))
 
-    def _housekeeping(self) -> None:
-        self._mark_sent()
+    # -- the sweep and housekeeping, beside the publishing loop -----------------------------
+    async def _upkeep(self, stopping: asyncio.Event) -> None:
+        housekept_at = time.monotonic()
+        while not stopping.is_set():
+            await asyncio.sleep(SWEEP_EVERY_S)
+            try:
+                await self.sweep()
+                if time.monotonic() - housekept_at >= HOUSEKEEPING_EVERY_S:
+                    housekept_at = time.monotonic()
+                    await self._housekeeping()
+            except Exception as exc:  # the rows stay where they are; the next pass tries again
+                self._log.write("sweep_failed", error=f"{type(exc).__name__}: {exc}")
+
+    async def sweep(self, starting: bool = False) -> None:
+        """Claim unsent rows nobody publishes (recovery.claim_unsent) and queue them.
+
+        Starting, rows of any age are taken, and the leases of this slot's previous process.
+        Rows older than the duplicate window are looked up first; when the lookup fails they stay
+        unsent (claimed by us, so the next sweep asks again): never a blind republish.
+        """
+        assert self._bind is not None
+        try:
+            claimed = recovery.claim_unsent(
+                self._bind, self._owner, grace_s=0.0 if starting else recovery.GRACE_S,
+                also_from=self._slot if starting else None,
+            )
+        except Exception as exc:  # a locked database: the next sweep tries again
+            self._log.write("sweep_failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        rows = [r for r in claimed if r.event_id not in self._held]
+        old = [r for r in rows if recovery.needs_lookup(r, self._window_s)]
+        if old:
+            try:
+                stored = await recovery.stored_already(self._nc, [(r.subject, r.event_id, r.created_at) for r in old],
+                                                       self._window_s)
+            except recovery.LookupFailed as exc:
+                self._log.write("outbox_recovery_failed", error=str(exc), kept_unsent=len(old))
+                stored = {r.event_id for r in old}  # not to publish now; not marked either
+            else:
+                if stored:  # a failure here leaves them unsent and claimed: looked up again next time
+                    with transaction(self._bind) as connection:
+                        mark_sent(connection, sorted(stored), utc_datetime())
+                    self._log.write("outbox_recovered", stored_already=len(stored))
+            rows = [r for r in rows if r.event_id not in stored]
+        rows = [r for r in rows if r.event_id not in self._held]  # queued meanwhile (a duplicate's republish)
+        if rows:
+            self._log.write("outbox_swept", rows=len(rows))
+            self.submit([(r.subject, r.payload, r.event_id) for r in rows])
+
+    async def _housekeeping(self) -> None:
         if self._bind is None or self._retention is None:
             return
-        if time.monotonic() - self._housekept_at < HOUSEKEEPING_EVERY_S:
-            return
-        self._housekept_at = time.monotonic()
-        if self._housekept_at - self._started < self._retention.inbox_s:
-            # Events this participant applied before a restart may still come back (unacked when
-            # it died): keep their inbox rows until they have had the time to.
-            return
         try:
-            prune(self._bind, self._retention)
+            prune(self._bind, self._retention, await self._ack_floor())
         except Exception as exc:
             self._log.write("prune_failed", error=str(exc))
 
-
-def prune(bind: Engine | Connection, retention: Retention) -> None:
-    """Delete sent outbox rows and inbox rows past their retention, oldest first, in bounded chunks."""
-    now = utc_datetime()
-    inbox_before = now - timedelta(seconds=retention.inbox_s)
-    outbox_before = now - timedelta(seconds=retention.outbox_sent_s)
-    with transaction(bind) as connection:
-        if connection.dialect.name == "sqlite":
-            # Rows are inserted in time order, so the oldest rowids are the old rows: a bounded
-            # scan from the start instead of a full one (handled_at has no index).
-            connection.execute(text(
-                "DELETE FROM saga_inbox WHERE rowid IN (SELECT rowid FROM saga_inbox ORDER BY rowid LIMIT :n) "
-                "AND handled_at < :before"), {"n": PRUNE_CHUNK, "before": _sqlite_time(inbox_before)})
-        else:
-            connection.execute(_INBOX.delete().where(_INBOX.c.handled_at < inbox_before))
-        connection.execute(_OUTBOX.delete().where(_OUTBOX.c.sent_at.is_not(None), _OUTBOX.c.sent_at < outbox_before))
-
-
-def _sqlite_time(moment: object) -> str:
-    """A datetime as SQLAlchemy stores it in SQLite (naive ISO text), for a text() comparison."""
-    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")  # type: ignore[attr-defined]
+    async def _ack_floor(self) -> int | None:
+        """The consumer's ack floor (stream sequence), None when it cannot be asked (disconnected)."""
+        if self._consumer is None or not self._nc.is_connected:
+            return None
+        try:
+            info = await self._nc.jetstream().consumer_info(STREAM, self._consumer, timeout=INFO_TIMEOUT_S)
+        except Exception:
+            return None
+        return info.ack_floor.stream_seq if info.ack_floor is not None else None

@@ -16,8 +16,7 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from sqlmodel import Session, SQLModel
 
-from participants.contract import Event, subject_for
-from participants.runtime import faults
+from participants.contract import Event, replay_subject, subject_for
 
 HandlerResult = Event | Sequence[Event] | None
 Handler = Callable[[Event, Session], HandlerResult]
@@ -63,6 +62,9 @@ class Participant:
     replay_history: bool = True
     # Optional: makes a Simulation, so `sagactl bench --raw` can measure the messaging alone.
     simulate: Callable[[], Simulation] | None = None
+    # Optional: (seconds, handler) run every so often like a request with an empty body, its
+    # events committed and published the same way (the sale service expires deadlines with it).
+    periodic: tuple[float, RequestHandler] | None = None
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier() or self.name.lower() != self.name:
@@ -79,11 +81,11 @@ class Participant:
 
     @property
     def subjects(self) -> list[str]:
-        """The stream subjects this participant's durable consumer is filtered to."""
-        return sorted({subject_for(t) for t in self.handlers})
+        """The stream subjects this participant's durable consumer is filtered to (its own replay
+        subject too: a dead letter it gave up on is replayed to it alone)."""
+        return sorted({subject_for(t) for t in self.handlers} | {replay_subject(self.name)})
 
     def handle(self, event: Event, session: Session) -> list[Event]:
-        faults.inject(event.event_id)  # the one call site of injected faults; a no-op unless configured
         return as_events(self.handlers[event.type](event, session))
 
 

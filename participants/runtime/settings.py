@@ -10,12 +10,52 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from participants.runtime.crashpoints import CrashPoints
 
 T = TypeVar("T")
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+# The environment variable of each setting, for whoever starts a participant process (`to_env`:
+# the supervisor, tests); `from_env` reads the same names (tests/test_settings_env.py holds them
+# together). The database's carries the participant's name: `db_url_env`.
+ENV_NAMES = {
+    "nats_urls": "NATS_URL",
+    "state_dir": "SAGACTL_STATE_DIR",
+    "replica": "SAGACTL_REPLICA",
+    "replicas": "SAGACTL_REPLICAS",
+    "batch_size": "SAGACTL_BATCH_SIZE",
+    "max_deliver": "SAGACTL_MAX_DELIVER",
+    "ack_wait_s": "SAGACTL_ACK_WAIT",
+    "crash_point": "SAGACTL_CRASH_POINT",
+    "sqlite_synchronous": "SAGACTL_SQLITE_SYNCHRONOUS",
+    "sqlite_busy_timeout_s": "SAGACTL_SQLITE_BUSY_TIMEOUT",
+    "stream_replicas": "SAGACTL_STREAM_REPLICAS",
+    "stream_max_age_s": "SAGACTL_STREAM_MAX_AGE",
+    "stream_max_bytes": "SAGACTL_STREAM_MAX_BYTES",
+    "stream_duplicate_window_s": "SAGACTL_STREAM_DUPLICATE_WINDOW",
+    "outbox_keep_s": "SAGACTL_OUTBOX_KEEP",
+    "raw": "SAGACTL_RAW",
+}
+
+
+def db_url_env(participant: str) -> str:
+    return f"SAGACTL_DB_URL_{participant.upper()}"
+
+
+def to_env(participant: str = "", **settings: Any) -> dict[str, str]:
+    """The environment that gives a participant process these settings, by Settings field name
+    (`db_url` needs the participant's name): `to_env(ack_wait_s=2.5)` == {"SAGACTL_ACK_WAIT": "2.5"}."""
+    env = {}
+    for name, value in settings.items():
+        variable = db_url_env(participant) if name == "db_url" else ENV_NAMES[name]
+        if isinstance(value, bool):
+            value = "1" if value else ""
+        elif isinstance(value, list):
+            value = ",".join(value)
+        env[variable] = "" if value is None else str(value)
+    return env
 
 
 class ConfigError(ValueError):

@@ -8,6 +8,13 @@ check, the handlers in delivery order on one session, the inbox and outbox rows 
 `executemany`, one commit. When anything in the batch fails, nothing of it is committed and the
 daemon applies the events one by one (`apply_event`), so one poison event cannot hold back or
 roll back its neighbours.
+
+Every inbox row records the stream sequence it was consumed from (pruning waits for the
+consumer's ack floor to pass it) and every outbox row the event that caused it: when that event
+comes again (a redelivery, a copy under a new id) it is a duplicate, and its outbox rows still
+unsent are handed back to be published before the duplicate is acked. That is what publishes
+the events of a commit whose success the process never heard of (killed after COMMIT, or a
+PostgreSQL connection lost while COMMIT succeeded).
 """
 
 from __future__ import annotations
@@ -15,14 +22,14 @@ from __future__ import annotations
 import enum
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable, Iterator, Sequence
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from participants.contract import Event
+from participants.contract import Event, parse_event
 from participants.runtime.database import InboxEntry, OutboxEntry, utc_datetime
 from participants.runtime.participant import Participant, RequestHandler
 from participants.runtime.sql import Statement, db_time
@@ -33,11 +40,16 @@ Message = tuple[str, bytes, str]
 # The runtime's own rows, written with executemany on the driver cursor (sql.py says why).
 _INBOX, _OUTBOX = InboxEntry.__tablename__, OutboxEntry.__tablename__
 INSERT_INBOX = Statement(
-    f"INSERT INTO {_INBOX} (event_id, event_type, sale_id, handled_at) VALUES (:event_id, :event_type, :sale_id, :at)"
+    f"INSERT INTO {_INBOX} (event_id, event_type, sale_id, handled_at, stream_seq) "
+    "VALUES (:event_id, :event_type, :sale_id, :at, :seq)"
 )
 INSERT_OUTBOX = Statement(
-    f"INSERT INTO {_OUTBOX} (event_id, subject, payload, created_at) VALUES (:event_id, :subject, :payload, :at)"
+    f"INSERT INTO {_OUTBOX} (event_id, subject, payload, created_at, cause_id) "
+    "VALUES (:event_id, :subject, :payload, :at, :cause)"
 )
+# Outbox rows recent enough to republish blindly (the stream's duplicate window still covers a
+# first copy); older ones are left to the sweep, which looks them up first (recovery.py).
+REPUBLISH_WITHIN_S = 120.0
 MARK_SENT = Statement(f"UPDATE {_OUTBOX} SET sent_at = :at WHERE event_id = :event_id")
 
 
@@ -63,9 +75,29 @@ def outbox_messages(events: Sequence[Event]) -> list[Message]:
     return [(e.subject, e.to_bytes(), e.event_id) for e in events]
 
 
-def write_outbox(connection: Connection, messages: Sequence[Message], now: datetime) -> None:
+def write_outbox(
+    connection: Connection, messages: Sequence[Message], now: datetime, causes: Sequence[str | None] | None = None
+) -> None:
+    """Insert outbox rows; `causes[n]` is the consumed event that decided `messages[n]`."""
     at = db_time(connection, now)
-    INSERT_OUTBOX.run_many(connection, [{"event_id": i, "subject": s, "payload": p, "at": at} for s, p, i in messages])
+    causes = causes if causes is not None else [None] * len(messages)
+    INSERT_OUTBOX.run_many(
+        connection,
+        [{"event_id": i, "subject": s, "payload": p, "at": at, "cause": c} for (s, p, i), c in zip(messages, causes)],
+    )
+
+
+def unsent_of(connection: Connection, causes: Sequence[str], since: datetime) -> list[Message]:
+    """Unsent outbox rows decided by these consumed events and created after `since`, in order."""
+    if not causes:
+        return []
+    names = ", ".join(f":c{n}" for n in range(len(causes)))
+    query = Statement(
+        f"SELECT subject, payload, event_id FROM {_OUTBOX} "
+        f"WHERE cause_id IN ({names}) AND sent_at IS NULL AND created_at > :since ORDER BY id"
+    )
+    params = {f"c{n}": v for n, v in enumerate(causes)}
+    return [(s, bytes(p), i) for s, p, i in query.rows(connection, since=db_time(connection, since), **params)]
 
 
 def mark_sent(connection: Connection, event_ids: Sequence[str], now: datetime) -> None:
@@ -94,10 +126,10 @@ def transaction(bind: Engine | Connection) -> Iterator[Connection]:
             yield bind
 
 
-def record_outbox(session: Session, events: Sequence[Event]) -> list[Message]:
+def record_outbox(session: Session, events: Sequence[Event], cause: str | None = None) -> list[Message]:
     """Add events to the outbox in the session's transaction; return them as messages to publish."""
     messages = outbox_messages(events)
-    write_outbox(session.connection(), messages, utc_datetime())
+    write_outbox(session.connection(), messages, utc_datetime(), [cause] * len(messages))
     return messages
 
 
@@ -107,52 +139,77 @@ def apply_batch(
     events: Sequence[Event],
     on_first: Callable[[], None] = lambda: None,
     sent: Sequence[str] = (),
+    sequences: Sequence[int | None] | None = None,
+    republish_within_s: float = REPUBLISH_WITHIN_S,
 ) -> BatchResult | None:
     """Apply a batch in one transaction; None (and nothing committed) when any part of it failed.
 
     `on_first` runs after the first event was applied (the `mid_batch` crash point); `sent` are
-    outbox event ids the relay has stored meanwhile, marked in the same transaction for free.
+    outbox event ids the relay has stored meanwhile, marked in the same transaction for free;
+    `sequences[n]` is the stream sequence `events[n]` was consumed from. The messages returned
+    include the unsent outbox rows of duplicates (younger than `republish_within_s`): published
+    again before the duplicate is acked.
     """
     now = utc_datetime()
     outcomes: list[Outcome] = []
     inbox: list[dict[str, Any]] = []
     messages: list[Message] = []
+    causes: list[str | None] = []
+    duplicates: list[str] = []
+    seqs = sequences if sequences is not None else [None] * len(events)
     try:
         with transaction(bind) as connection:
             known = seen(connection, [e.event_id for e in events])
             at = db_time(connection, now)
             with Session(bind=connection) as session:
-                for event in events:
+                for event, seq in zip(events, seqs):
                     if event.event_id in known:  # includes a second copy inside this batch
                         outcomes.append(Outcome(Applied.DUPLICATE))
+                        duplicates.append(event.event_id)
                         continue
                     known.add(event.event_id)
                     emitted = participant.handle(event, session)
-                    inbox.append({"event_id": event.event_id, "event_type": event.type, "sale_id": event.sale_id, "at": at})
-                    messages.extend(outbox_messages(emitted))
+                    inbox.append({"event_id": event.event_id, "event_type": event.type, "sale_id": event.sale_id, "at": at,
+                                  "seq": seq})
+                    decided = outbox_messages(emitted)
+                    messages.extend(decided)
+                    causes.extend([event.event_id] * len(decided))
                     outcomes.append(Outcome(Applied.DONE, emitted))
                     if len(outcomes) == 1 and len(events) > 1:
                         on_first()
                 session.flush()
             INSERT_INBOX.run_many(connection, inbox)
-            write_outbox(connection, messages, now)
+            write_outbox(connection, messages, now, causes)
             mark_sent(connection, sent, now)
+            # Only when the batch has duplicates: no extra statement on the common path.
+            again = unsent_of(connection, duplicates, now - timedelta(seconds=republish_within_s))
     except Exception:
         return None
-    return BatchResult(outcomes, messages)
+    fresh = {m[2] for m in messages}
+    return BatchResult(outcomes, messages + [m for m in again if m[2] not in fresh])
 
 
-def apply_event(engine: Engine, participant: Participant, event: Event) -> Outcome:
-    """Apply one consumed event exactly once; handler errors propagate with nothing committed."""
+def apply_event(
+    engine: Engine, participant: Participant, event: Event, stream_seq: int | None = None,
+    republish_within_s: float = REPUBLISH_WITHIN_S,
+) -> Outcome:
+    """Apply one consumed event exactly once; handler errors propagate with nothing committed.
+
+    A duplicate's outcome carries, as `emitted`, the events its first application decided that
+    are still unsent (younger than `republish_within_s`): the caller publishes them before acking.
+    """
     with Session(engine) as session:
         if session.get(InboxEntry, event.event_id) is not None:
+            since = utc_datetime() - timedelta(seconds=republish_within_s)
+            again = unsent_of(session.connection(), [event.event_id], since)
             session.rollback()
-            return Outcome(Applied.DUPLICATE)
+            return Outcome(Applied.DUPLICATE, [parse_event(payload) for _, payload, _ in again])
         emitted = participant.handle(event, session)
-        session.add(
-            InboxEntry(event_id=event.event_id, event_type=event.type, sale_id=event.sale_id, handled_at=utc_datetime())
-        )
-        record_outbox(session, emitted)
+        session.add(InboxEntry(
+            event_id=event.event_id, event_type=event.type, sale_id=event.sale_id, handled_at=utc_datetime(),
+            stream_seq=stream_seq,
+        ))
+        record_outbox(session, emitted, cause=event.event_id)
         try:
             session.commit()
         except IntegrityError:

@@ -25,6 +25,8 @@ class SaleRow(SQLModel, table=True):
     quantity: int
     status: SaleStatus = Field(default=SaleStatus.PENDING, index=True)
     reason: str | None = Field(default=None, max_length=255)
+    # When a PENDING sale is canceled "deadline exceeded" (seconds since the epoch); None: never.
+    deadline_at: float | None = Field(default=None, index=True)
 
 
 class SubmitKey(SQLModel, table=True):

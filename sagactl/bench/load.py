@@ -1,7 +1,7 @@
 """The load generator of `sagactl bench`: submit sales closed or open loop, time each to its end.
 
 Sales go through the sale service's public `submit_many` request (the batched form of
-`sagactl submit`); their end is the terminal event on the stream, seen on a plain subscription.
+`sagactl submit`); their end is what the client's terminal watcher learns (`watch_terminal`).
 Latency runs from the moment a sale was due (open loop) or sent (closed loop) to the arrival of
 its FINALIZED or CANCELED event.
 """
@@ -15,19 +15,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Callable
 
-import orjson
 from hdrh.histogram import HdrHistogram
-from nats.aio.msg import Msg
 
 from participants.contract import (
-    CANCELED_SALE,
-    FINALIZED_SALE,
     REASON_INSUFFICIENT_BALANCE,
     REASON_OUT_OF_STOCK,
+    STATUS_CANCELED,
+    STATUS_FINALIZED,
     Sale,
-    subject_for,
 )
-from sagactl.client import SagaClient
+from sagactl.client import SagaClient, SaleOutcome
 
 # The bench's own products and users, far from the seed's ids so a reused system keeps its rows.
 PRODUCT = 9001  # plenty of stock
@@ -83,11 +80,11 @@ def design(plan: LoadPlan) -> list[tuple[Sale, Expected]]:
     for _ in range(plan.sagas):
         if rng.random() < plan.fault_rate:
             if rng.random() < 0.5:
-                sales.append((no_stock, Expected("CANCELED", REASON_OUT_OF_STOCK)))
+                sales.append((no_stock, Expected(STATUS_CANCELED, REASON_OUT_OF_STOCK)))
             else:
-                sales.append((no_money, Expected("CANCELED", REASON_INSUFFICIENT_BALANCE)))
+                sales.append((no_money, Expected(STATUS_CANCELED, REASON_INSUFFICIENT_BALANCE)))
         else:
-            sales.append((ok, Expected("FINALIZED", None)))
+            sales.append((ok, Expected(STATUS_FINALIZED, None)))
     return sales
 
 
@@ -100,15 +97,13 @@ class Generator:
         self.result = LoadResult(HdrHistogram(1, MAX_LATENCY_US, 3))
         self.expected: dict[int, Expected] = {}
         self.sent_at: dict[int, float] = {}
-        self.early: dict[int, tuple[float, str, str | None]] = {}  # terminal seen before the submit reply
         self.done = 0
         self.in_flight = 0
         self.slot_free = asyncio.Event()
         self.all_done = asyncio.Event()
 
     async def run(self, deadline_s: float) -> LoadResult:
-        subs = [await self.client.nc.subscribe(subject_for(t), cb=self._on_terminal) for t in (FINALIZED_SALE, CANCELED_SALE)]
-        await self.client.nc.flush()
+        await self.client.watch_terminal(self._on_outcome)
         progress = asyncio.create_task(self._report_progress())
         self.result.started = time.perf_counter()
         try:
@@ -122,8 +117,7 @@ class Generator:
                 await self._settle_missing()
         finally:
             progress.cancel()
-            for sub in subs:
-                await sub.unsubscribe()
+            self.client.stop_listening(self._on_outcome)
         self.on_progress(self.done, self.plan.sagas)
         return self.result
 
@@ -161,27 +155,18 @@ class Generator:
         for sale_id, (_, expected) in zip(ids, batch):
             self.expected[sale_id] = expected
             self.sent_at[sale_id] = due
-            early = self.early.pop(sale_id, None)
+            early = self.client.outcome(sale_id)  # its end arrived before the submit's reply
             if early is not None:
-                self._finish(sale_id, *early)
+                self._on_outcome(early)
 
-    async def _on_terminal(self, msg: Msg) -> None:
-        now = time.perf_counter()
-        body = orjson.loads(msg.data)
-        sale_id = body.get("sale_id")
-        status = "FINALIZED" if body.get("type") == FINALIZED_SALE else "CANCELED"
-        if sale_id in self.sent_at:
-            self._finish(sale_id, now, status, body.get("reason"))
-        else:
-            self.early[sale_id] = (now, status, body.get("reason"))
-
-    def _finish(self, sale_id: int, now: float, status: str, reason: str | None) -> None:
+    def _on_outcome(self, outcome: SaleOutcome) -> None:
+        sale_id, now, status, reason = outcome.sale_id, outcome.seen_at, outcome.status, outcome.reason
         sent = self.sent_at.pop(sale_id, None)
         if sent is None:
-            return  # a second copy of a terminal event
+            return  # not submitted yet (`_submit` comes back to it), or not one of ours
         self.result.histogram.record_value(max(1, min(int((now - sent) * 1e6), MAX_LATENCY_US)))
         expected = self.expected.pop(sale_id)
-        if status == "FINALIZED":
+        if status == STATUS_FINALIZED:
             self.result.finalized += 1
         else:
             self.result.canceled += 1
@@ -196,12 +181,8 @@ class Generator:
 
     async def _settle_missing(self) -> None:
         """Ask the sale service about sales whose terminal event never arrived (a lost core message)."""
-        for sale_id in list(self.sent_at):
-            outcome = await self.client.lookup(sale_id)
-            if outcome is None:
-                self.result.missing.append(sale_id)
-            else:
-                self._finish(sale_id, time.perf_counter(), outcome.status, outcome.reason)
+        await self.client.recheck(list(self.sent_at))
+        self.result.missing.extend(self.sent_at)
 
     async def _report_progress(self) -> None:
         while True:

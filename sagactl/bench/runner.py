@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from participants.contract import STREAM
+from participants.runtime.settings import to_env
 from sagactl.bench.load import (
     BALANCE,
     BROKE_USER,
@@ -126,9 +127,9 @@ def run_bench(config: BenchConfig, on_progress: Callable[[int, int], None] = lam
 def _participant_env(config: BenchConfig) -> dict[str, dict[str, str]]:
     env: dict[str, str] = {}
     if config.raw:
-        env["SAGACTL_RAW"] = "1"
+        env.update(to_env(raw=True))
     if config.fsync:
-        env["SAGACTL_SQLITE_SYNCHRONOUS"] = "FULL"
+        env.update(to_env(sqlite_synchronous="FULL"))
     return {name: dict(env) for name in ("sale", "inventory", "payment")}
 
 

@@ -59,10 +59,10 @@ def list_(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: Js
 @app.command()
 @handle_errors
 def replay(seqs: SeqArgument = None, all: AllOption = False, state: StateDirOption = None, nats_url: NatsUrlOption = None) -> None:
-    """Publish dead letters to their original subject again and remove them from the list.
+    """Publish dead letters again, to the participant that gave up on each alone, and remove them from the list.
 
     Replay after fixing what made them fail. A participant that had applied one already ignores
-    the copy (its inbox knows the event id).
+    the copy, however late (it decides by its rows for the sale, not by the event id).
 
     Example: sagactl deadletters replay --all
     """

@@ -45,6 +45,7 @@ def up(
     with_: Annotated[list[str], typer.Option("--with", help="Also run your own participant, MODULE:OBJECT (repeatable); it joins a running system live.")] = [],
     cluster: Annotated[int | None, typer.Option("--cluster", help="Start an embedded JetStream cluster of this many nodes (2-5) instead of one server.")] = None,
     db_url: Annotated[list[str], typer.Option("--db-url", help="A participant's database, e.g. sale=postgresql+psycopg://user@host/sale (repeatable; env SAGACTL_DB_URL_<NAME>).")] = [],
+    sale_deadline: Annotated[float | None, typer.Option("--sale-deadline", envvar="SAGACTL_SALE_DEADLINE", help="Cancel every sale still PENDING this many seconds after its submit ('deadline exceeded'; default: none).", show_default=False)] = None,
     creds: CredsOption = None,
     tls_ca: TlsCaOption = None,
 ) -> None:
@@ -58,8 +59,12 @@ def up(
     """
     if cluster is not None and nats_url:
         raise UsageError("--cluster starts embedded servers; it cannot be combined with --nats-url")
+    if sale_deadline is not None and not 0 < sale_deadline <= 7 * 24 * 3600:
+        raise UsageError(f"--sale-deadline must be more than 0 and at most 604800 seconds, not {sale_deadline:g}")
     use_connection_files(creds, tls_ca)
     supervisor = Supervisor(state_dir(state))
+    if sale_deadline is not None:
+        supervisor.remember(sale_deadline=sale_deadline)
     if nats_url:  # a wrong URL, credential or CA fails here in one line, before anything starts
         check_reachable(nats_urls(supervisor, nats_url))
     extra = parse_with(with_)
@@ -133,6 +138,7 @@ def _status_report(supervisor: Supervisor, nats_url: str | None) -> dict[str, An
         report["nats_url"] = supervisor.describe_url(urls)
     except Unavailable:
         urls, report["nats_url"] = [], None
+    report["sale_deadline"] = supervisor.state.load_system().get("sale_deadline")
     report["participants"] = [
         {"name": p.name, "replica": p.replica, "pid": p.pid, "running": p.running, "log": str(p.log_file)}
         for p in supervisor.processes()
@@ -142,10 +148,13 @@ def _status_report(supervisor: Supervisor, nats_url: str | None) -> dict[str, An
     report["nats_reachable"] = False
     if urls:
         try:
-            report.update(run_async(_stream_report(urls)))
+            report.update(run_async(_stream_report(urls, supervisor.expected_participants())))
             report["nats_reachable"] = True
         except Unavailable as exc:
             report["nats_error"] = str(exc)
+    metrics_urls = report.pop("metrics_urls", {})  # from the discovery replies: None when metrics are off
+    for p in report["participants"]:
+        p["metrics_url"] = metrics_urls.get((p["name"], p["replica"]))
     healthy = report["nats_reachable"] and bool(report["participants"]) and all(p["running"] for p in report["participants"])
     report["healthy"] = healthy
     return report
@@ -163,16 +172,19 @@ def _servers_and_databases(supervisor: Supervisor) -> dict[str, Any]:
             "databases": {name: redact_db_url(url) for name, url in databases.items()}}
 
 
-async def _stream_report(urls: list[str]) -> dict[str, Any]:
+async def _stream_report(urls: list[str], expected: list[str]) -> dict[str, Any]:
     from nats.js.errors import NotFoundError
 
     from participants.contract import DEAD_LETTER_STREAM, STREAM
     from sagactl.system.connection import connect
 
+    from sagactl.system.metrics import metrics_urls
+
     nc = await connect(urls, "sagactl-status")
     try:
         js = nc.jetstream()
-        result: dict[str, Any] = {"stream": None, "consumers": [], "dead_letters": None}
+        result: dict[str, Any] = {"stream": None, "consumers": [], "dead_letters": None,
+                                  "metrics_urls": await metrics_urls(nc, expected)}
         try:
             info = await js.stream_info(STREAM)
         except NotFoundError:

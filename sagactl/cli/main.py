@@ -8,15 +8,18 @@ from sagactl import __version__
 from sagactl.cli import (
     bench,
     check,
+    contract,
     deadletters,
     lifecycle,
     logs,
+    metrics,
     participant,
     run,
     sales,
     scenario,
     setup,
     tail,
+    top,
     trace,
 )
 from sagactl.cli.style import SagactlGroup
@@ -61,6 +64,9 @@ check.register(app)
 deadletters.register(app)
 scenario.register(app)
 participant.register(app)
+contract.register(app)
+metrics.register(app)
+top.register(app)
 
 
 def _version(value: bool) -> None:

@@ -41,6 +41,8 @@ def run(
     nats_url: NatsUrlOption = None,
     db_url: Annotated[str | None, typer.Option("--db-url", help="Its database [default: env SAGACTL_DB_URL_<NAME>, else <state dir>/<name>.db].", show_default=False)] = None,
     replica: Annotated[int, typer.Option("--replica", min=1, help="Replica number, when several processes share the participant.")] = 1,
+    metrics_port: Annotated[int | None, typer.Option("--metrics-port", envvar="SAGACTL_METRICS_PORT", min=0, max=65535, help="Serve /metrics on this port [default: a free one].", show_default=False)] = None,
+    metrics_host: Annotated[str | None, typer.Option("--metrics-host", envvar="SAGACTL_METRICS_HOST", help="Bind /metrics to this address [default: 127.0.0.1].", show_default=False)] = None,
 ) -> None:
     """Run one participant in the foreground until Ctrl-C; its log lines (JSON) go to stderr.
 
@@ -51,16 +53,21 @@ def run(
     Example: sagactl participant run examples.shipping:participant
     """
     from participants.runtime import run as run_participant
+    from participants.runtime.settings import db_url_env, to_env
 
     participant = load(reference)
     supervisor = Supervisor(state_dir(state))
     urls = nats_urls(supervisor, nats_url)
     supervisor.state.make()
-    extra = {f"SAGACTL_DB_URL_{participant.name.upper()}": db_url} if db_url else {}
+    extra = to_env(participant.name, db_url=db_url) if db_url else {}
+    if metrics_port is not None:
+        extra["SAGACTL_METRICS_PORT"] = str(metrics_port)
+    if metrics_host:
+        extra["SAGACTL_METRICS_HOST"] = metrics_host
     # The same environment `sagactl up` gives the processes it starts.
     os.environ.update(supervisor.participant_env(participant.name, replica, urls, extra))
     err.print(f"participant {participant.name}: NATS {supervisor.describe_url(urls)}, "
-              f"database {os.environ[f'SAGACTL_DB_URL_{participant.name.upper()}']}; Ctrl-C stops it")
+              f"database {os.environ[db_url_env(participant.name)]}; Ctrl-C stops it")
     run_participant(participant)
 
 
@@ -89,7 +96,7 @@ async def _discover(urls: list[str]) -> list[dict[str, Any]]:
         answers = await client.participants()
     finally:
         await client.close()
-    keys = ("participant", "replica", "host", "pid", "handles", "requests", "tables")
+    keys = ("participant", "replica", "host", "pid", "handles", "requests", "tables", "metrics_url")
     return [{key: answer.get(key) for key in keys} for answer in answers]
 
 

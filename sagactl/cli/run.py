@@ -10,7 +10,7 @@ from sagactl.cli.common import err, handle_errors, out, print_json
 from sagactl.errors import ExitCode
 
 if TYPE_CHECKING:  # imported by the command itself, so `sagactl --help` stays fast
-    from sagactl.scenario.model import Scenario, Step
+    from sagactl.scenario.model import Scenario, ScenarioStep
     from sagactl.scenario.runner import Observer, StepResult
 
 def register(app: typer.Typer) -> None:
@@ -57,7 +57,7 @@ def _console_observer(plan: Scenario, show_events: bool) -> Observer:
     if plan.description:
         out.print(plan.description)
 
-    def started(index: int, total: int, step: Step) -> None:
+    def started(index: int, total: int, step: ScenarioStep) -> None:
         err.print(f"[bold]▶ step {index}/{total}[/] [dim](line {step.line})[/] {step.summary()}")
 
     def done(result: StepResult) -> None:

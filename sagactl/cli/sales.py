@@ -43,6 +43,7 @@ def submit(
     quantity: Annotated[str, typer.Option("--quantity", help="Units (integer >= 1).")],
     wait: Annotated[bool, typer.Option("--wait", help="Wait for FINALIZED or CANCELED; exit 1 when CANCELED, 4 when the timeout runs out first.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait with --wait (above 0).")] = 30.0,
+    deadline: Annotated[float | None, typer.Option("--deadline", help="Cancel the sale ('deadline exceeded') if it is still PENDING after this many seconds (default: up --sale-deadline).", show_default=False)] = None,
     state: StateDirOption = None,
     nats_url: NatsUrlOption = None,
     json: JsonOption = False,
@@ -53,7 +54,7 @@ def submit(
 
     Example: sagactl submit --product-id 1 --user-id 1 --value 20.00 --quantity 2 --wait
     """
-    from participants.contract import ContractError, parse_sale
+    from participants.contract import STATUS_FINALIZED, ContractError, parse_sale
 
     try:
         sale = parse_sale(integer(product_id, "--product-id"), integer(user_id, "--user-id"), value,
@@ -62,9 +63,11 @@ def submit(
         raise UsageError(str(exc).replace("product_id", "--product-id").replace("user_id", "--user-id")
                          .replace("quantity", "--quantity").replace("value:", "--value:")) from None
     positive_seconds(timeout, "--timeout")
+    if deadline is not None and not 0 < deadline <= 7 * 24 * 3600:
+        raise UsageError(f"--deadline must be more than 0 and at most 604800 seconds, not {deadline:g}")
     use_connection_files(creds, tls_ca)
     urls = nats_urls(Supervisor(state_dir(state)), nats_url)
-    result = run_async(_submit(urls, sale, wait, timeout))
+    result = run_async(_submit(urls, sale, wait, timeout, deadline))
     if json:
         print_json(result)
     elif wait:
@@ -72,20 +75,21 @@ def submit(
         out.print(f"sale {result['sale_id']}: {result['status']}{reason}")
     else:
         out.print(str(result["sale_id"]))
-    if wait and result["status"] != "FINALIZED":
+    if wait and result["status"] != STATUS_FINALIZED:
         raise typer.Exit(int(ExitCode.FAILED))
 
 
-async def _submit(urls: list[str], sale: Sale, wait: bool, timeout: float) -> dict[str, Any]:
+async def _submit(urls: list[str], sale: Sale, wait: bool, timeout: float, deadline: float | None = None) -> dict[str, Any]:
+    from participants.contract import STATUS_PENDING
     from sagactl.client import SagaClient
 
     client = await SagaClient.connect(urls)
     try:
         if wait:
             await client.watch_terminal()
-        sale_id = await client.submit(sale)
+        sale_id = await client.submit(sale, deadline=deadline)
         if not wait:
-            return {"sale_id": sale_id, "status": "PENDING"}
+            return {"sale_id": sale_id, "status": STATUS_PENDING}
         outcome = await client.wait_terminal(sale_id, timeout)
         return {"sale_id": sale_id, "status": outcome.status, "reason": outcome.reason}
     finally:

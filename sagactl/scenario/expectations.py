@@ -6,8 +6,8 @@ from typing import Any
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from participants.contract import SALE_STATUSES
 from sagactl.scenario.model import (
-    SALE_STATUSES,
     Expectations,
     SaleExpectation,
     SaleRef,

@@ -113,7 +113,7 @@ class _Builder:
 
     # -- setup and participants ---------------------------------------------------------------
     def _setup(self, node: Node) -> Setup:
-        keys = self.r.mapping(node, "setup", ("products", "users")) or {}
+        keys = self.r.mapping(node, "setup", ("products", "users", "deadline")) or {}
         products: dict[int, int] = {}
         users: dict[int, UserSetup] = {}
         if "products" in keys:
@@ -128,7 +128,8 @@ class _Builder:
                 user = self._user(value_node, f"setup.users.{key}")
                 if user_id is not None and user is not None:
                     users[user_id] = user
-        return Setup(products, users)
+        deadline = self.r.number(keys["deadline"][1], "setup.deadline", 0.001, 7 * 24 * 3600) if "deadline" in keys else None
+        return Setup(products, users, deadline)
 
     def _id(self, key: Any, node: Node, where: str, what: str) -> int | None:
         if isinstance(key, int) and not isinstance(key, bool) and key >= 1:

@@ -12,8 +12,7 @@ from typing import Any
 
 from participants.contract import Sale
 
-SALE_STATUSES = ("PENDING", "FINALIZED", "CANCELED")
-TERMINAL_STATUSES = ("FINALIZED", "CANCELED")
+# The sale statuses a scenario names (`status: CANCELED`) are the contract's: SALE_STATUSES.
 BUILT_IN_PARTICIPANTS = ("sale", "inventory", "payment")
 
 SaleRef = str | int  # a name given with `as:`, or a sale id
@@ -32,6 +31,7 @@ class Setup:
 
     products: dict[int, int] = field(default_factory=dict)
     users: dict[int, UserSetup] = field(default_factory=dict)
+    deadline_s: float | None = None  # every sale's default deadline (`up --sale-deadline`)
 
 
 @dataclass(frozen=True)
@@ -109,12 +109,14 @@ class SubmitStep(StepBase):
     repeat: int = 1
     concurrency: int = 1
     group: bool = False  # `repeat` was given: the name refers to a group of sales
+    deadline_s: float | None = None  # this sale's deadline, overriding setup's
 
     def summary(self) -> str:
         what = f"{self.repeat} × " if self.group else ""
         label = f" as {self.name}" if self.name else ""
+        deadline = f" deadline {self.deadline_s:g}s" if self.deadline_s else ""
         return (f"submit {what}product {self.sale.product_id} user {self.sale.user_id} "
-                f"qty {self.sale.quantity} value {self.sale.value:.2f}{label}")
+                f"qty {self.sale.quantity} value {self.sale.value:.2f}{deadline}{label}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,6 +146,24 @@ class KillStep(StepBase):
 
     def summary(self) -> str:
         return f"kill {self.participant}" + (f" replica {self.replica}" if self.replica else "") + " (SIGKILL)"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PauseStep(StepBase):
+    """Freeze every process of a participant (SIGSTOP): it holds its events, answers nothing."""
+
+    participant: str
+
+    def summary(self) -> str:
+        return f"pause {self.participant} (SIGSTOP)"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResumeStep(StepBase):
+    participant: str
+
+    def summary(self) -> str:
+        return f"resume {self.participant} (SIGCONT)"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -214,7 +234,7 @@ class ExpectStep(StepBase):
         return "check expectations" + (f" (within {self.within_s:g}s)" if self.within_s else "")
 
 
-Step = (SubmitStep | WaitStep | WaitExitStep | KillStep | RestartStep | StartStep | StopNatsStep | StartNatsStep
+ScenarioStep = (SubmitStep | WaitStep | WaitExitStep | KillStep | PauseStep | ResumeStep | RestartStep | StartStep | StopNatsStep | StartNatsStep
         | KillNatsLeaderStep | PublishStep | SleepStep | ExpectStep)
 
 
@@ -222,7 +242,7 @@ Step = (SubmitStep | WaitStep | WaitExitStep | KillStep | RestartStep | StartSte
 class Scenario:
     name: str
     description: str
-    steps: tuple[Step, ...]
+    steps: tuple[ScenarioStep, ...]
     expect: Expectations
     setup: Setup = field(default_factory=Setup)
     participants: dict[str, ParticipantSettings] = field(default_factory=dict)

@@ -17,14 +17,12 @@ from typing import Any
 
 from participants.runtime.faults import DELAY_MS_ENV, FAIL_RATE_ENV
 from participants.runtime.loader import BUILT_IN
+from participants.runtime.settings import to_env
 from sagactl.errors import UsageError
 from sagactl.scenario.model import ParticipantSettings, Scenario
 from sagactl.system.processes import pid_alive, read_pid
 from sagactl.system.statedir import StateDir
 from sagactl.system.supervisor import Supervisor
-
-CRASH_POINT_ENV = "SAGACTL_CRASH_POINT"  # read by participants/runtime/settings.py
-
 
 def fault_env(settings: ParticipantSettings, first_start: bool) -> dict[str, str]:
     """The environment that injects a participant's faults; the crash point only on its first start."""
@@ -34,9 +32,9 @@ def fault_env(settings: ParticipantSettings, first_start: bool) -> dict[str, str
     if settings.delay_ms:
         env[DELAY_MS_ENV] = f"{settings.delay_ms:g}"
     if settings.crash and first_start:
-        env[CRASH_POINT_ENV] = settings.crash.spec
+        env.update(to_env(crash_point=settings.crash.spec))
     if settings.ack_wait_s:
-        env["SAGACTL_ACK_WAIT"] = f"{settings.ack_wait_s:g}"
+        env.update(to_env(ack_wait_s=settings.ack_wait_s))
     return env
 
 
@@ -66,6 +64,8 @@ class ScenarioSystem:
 
     def start(self) -> list[str]:
         """NATS and every participant of the scenario, each with its replicas and faults."""
+        if self.scenario.setup.deadline_s:
+            self.supervisor.remember(sale_deadline=self.scenario.setup.deadline_s)
         return self.supervisor.up(
             None,
             participants=self.references,
@@ -92,6 +92,13 @@ class ScenarioSystem:
         for number in range(1, self.replicas(name) + 1):
             self.supervisor.stop_participant(name, number)
         self._launch(name, fault_env(self.settings(name), first_start=False))
+
+    def freeze(self, name: str, frozen: bool) -> list[int]:
+        """SIGSTOP (or SIGCONT) every running process of a participant; their pids."""
+        pids = [pid for n in range(1, self.replicas(name) + 1) if pid_alive(pid := read_pid(self.state.pid_file(name, n)))]
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP if frozen else signal.SIGCONT)
+        return pids
 
     def running(self, name: str) -> list[int]:
         """The replicas of `name` whose process is alive."""

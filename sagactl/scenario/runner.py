@@ -19,25 +19,28 @@ import orjson
 from participants.contract import subject_for
 from sagactl.client import SagaClient
 from sagactl.errors import SagactlError
-from sagactl.scenario.judge import Evidence, Verdict, judge
+from sagactl.scenario.judge import Evidence, ExpectationVerdict, judge
 from sagactl.scenario.model import (
     ExpectStep,
     KillNatsLeaderStep,
     KillStep,
+    PauseStep,
+    ResumeStep,
     PublishStep,
     RestartStep,
     Scenario,
     SleepStep,
     StartNatsStep,
     StartStep,
-    Step,
+    ScenarioStep,
     StopNatsStep,
     SubmitStep,
     WaitExitStep,
     WaitStep,
 )
 from sagactl.scenario.private_system import ScenarioSystem, wait_exited
-from sagactl.scenario.tracker import SaleTracker, read_history
+from sagactl.scenario.tracker import SaleTracker
+from sagactl.streams.reader import read_all
 
 RECONNECT_TIMEOUT_S = 15.0
 EXPECT_RETRY_S = 0.2
@@ -62,7 +65,7 @@ class Report:
     before: dict[str, Any] = field(default_factory=dict)
     after: dict[str, Any] = field(default_factory=dict)
     steps: list[StepResult] = field(default_factory=list)
-    verdicts: list[Verdict] = field(default_factory=list)
+    verdicts: list[ExpectationVerdict] = field(default_factory=list)
     events: int = 0
     seconds: float = 0.0
     state_dir: str | None = None  # set when the system was kept running
@@ -95,7 +98,7 @@ class Observer:
     """Where a run reports progress; every callback defaults to doing nothing."""
 
     phase: Callable[[str], None] = _ignore
-    step_started: Callable[[int, int, Step], None] = _ignore
+    step_started: Callable[[int, int, ScenarioStep], None] = _ignore
     step_done: Callable[[StepResult], None] = _ignore
     event: Callable[[dict[str, Any], str], None] = _ignore  # body (or {"raw": text}), subject
 
@@ -162,10 +165,10 @@ async def _play(scenario: Scenario, system: ScenarioSystem, urls: list[str], obs
 
 
 @dataclass
-class _Outcome:
+class _StepOutcome:
     passed: bool
     detail: str
-    verdicts: list[Verdict] = field(default_factory=list)
+    verdicts: list[ExpectationVerdict] = field(default_factory=list)
 
 
 class _Play:
@@ -197,7 +200,7 @@ class _Play:
                 outcome = await self._do(step)
             except STEP_ERRORS as exc:  # the step could not be done: judge what is there, skip the rest
                 why = str(exc) if isinstance(exc, SagactlError) else f"{type(exc).__name__}: {exc}"
-                outcome, stop = _Outcome(False, why, [Verdict(step.summary(), False, "done", why)]), True
+                outcome, stop = _StepOutcome(False, why, [ExpectationVerdict(step.summary(), False, "done", why)]), True
             label = f"step {index} (line {step.line}): "
             for verdict in outcome.verdicts:
                 verdict.what = label + verdict.what
@@ -222,79 +225,83 @@ class _Play:
                      for k, u in setup.users.items()}
             await self.client.request("payment", "setup", {"users": users})
 
-    async def _do(self, step: Step) -> _Outcome:
+    async def _do(self, step: ScenarioStep) -> _StepOutcome:
         if isinstance(step, SubmitStep):
             return await self._submit(step)
         if isinstance(step, WaitStep):
             return await self._wait(step)
         if isinstance(step, WaitExitStep):
             if await asyncio.to_thread(wait_exited, self.system, step.participant, step.timeout_s):
-                return _Outcome(True, f"{step.participant} is not running")
+                return _StepOutcome(True, f"{step.participant} is not running")
             running = self.system.running(step.participant)
-            return _Outcome(False, "still running", [Verdict(f"{step.participant} exited", False, "no process running",
+            return _StepOutcome(False, "still running", [ExpectationVerdict(f"{step.participant} exited", False, "no process running",
                                                              f"replicas {running} still running")])
         if isinstance(step, KillStep):
             await asyncio.to_thread(self.system.kill, step.participant, step.replica)
-            return _Outcome(True, "killed")
+            return _StepOutcome(True, "killed")
+        if isinstance(step, (PauseStep, ResumeStep)):
+            paused = isinstance(step, PauseStep)
+            pids = await asyncio.to_thread(self.system.freeze, step.participant, paused)
+            return _StepOutcome(True, f"{'paused' if paused else 'resumed'} pid {', '.join(map(str, pids))}")
         if isinstance(step, RestartStep):
             await asyncio.to_thread(self.system.restart, step.participant)
-            return _Outcome(True, f"{step.participant} ready")
+            return _StepOutcome(True, f"{step.participant} ready")
         if isinstance(step, StartStep):
             await asyncio.to_thread(self.system.add, step.name, step.reference)
-            return _Outcome(True, f"{step.name} ready")
+            return _StepOutcome(True, f"{step.name} ready")
         if isinstance(step, StopNatsStep):
             await asyncio.to_thread(self.system.stop_nats)
-            return _Outcome(True, "nats-server killed")
+            return _StepOutcome(True, "nats-server killed")
         if isinstance(step, StartNatsStep):
             return await self._start_nats()
         if isinstance(step, KillNatsLeaderStep):
-            return _Outcome(True, f"{await self.system.kill_nats_leader(self.client.nc.jetstream())} killed")
+            return _StepOutcome(True, f"{await self.system.kill_nats_leader(self.client.nc.jetstream())} killed")
         if isinstance(step, PublishStep):
             return await self._publish(step)
         if isinstance(step, SleepStep):
             await asyncio.sleep(step.seconds)
-            return _Outcome(True, "")
+            return _StepOutcome(True, "")
         if isinstance(step, ExpectStep):
             return await self._expect(step)
         raise AssertionError(f"no runner for {type(step).__name__}")
 
-    async def _submit(self, step: SubmitStep) -> _Outcome:
+    async def _submit(self, step: SubmitStep) -> _StepOutcome:
         gate = asyncio.Semaphore(step.concurrency)
 
         async def one() -> int:
             async with gate:
-                return await self.client.submit(step.sale)
+                return await self.client.submit(step.sale, deadline=step.deadline_s)
 
         ids = list(await asyncio.gather(*(one() for _ in range(step.repeat))))
         self.submitted.extend(ids)
         if step.name:
             self.named[step.name] = ids
-        return _Outcome(True, f"sale {ids[0]}" if len(ids) == 1 else f"sales {min(ids)}..{max(ids)}")
+        return _StepOutcome(True, f"sale {ids[0]}" if len(ids) == 1 else f"sales {min(ids)}..{max(ids)}")
 
-    async def _wait(self, step: WaitStep) -> _Outcome:
+    async def _wait(self, step: WaitStep) -> _StepOutcome:
         ids = list(self.submitted) if step.names is None else [i for n in step.names for i in self.named.get(n, [])]
         if await self.tracker.wait(ids, step.status, step.timeout_s):
-            return _Outcome(True, f"{len(ids)} sale(s) {step.status or 'terminal'}")
-        counts = dict(Counter(self.tracker.outcomes.get(i, ("PENDING", None))[0] for i in ids))
+            return _StepOutcome(True, f"{len(ids)} sale(s) {step.status or 'terminal'}")
+        counts = dict(Counter(self.tracker.status(i)[0] for i in ids))
         expected = {step.status or "FINALIZED or CANCELED": len(ids)}
-        verdict = Verdict(f"wait for {'all sales' if step.names is None else ', '.join(step.names)}", False, expected, counts)
-        return _Outcome(False, f"not reached: {counts}", [verdict])
+        verdict = ExpectationVerdict(f"wait for {'all sales' if step.names is None else ', '.join(step.names)}", False, expected, counts)
+        return _StepOutcome(False, f"not reached: {counts}", [verdict])
 
-    async def _expect(self, step: ExpectStep) -> _Outcome:
+    async def _expect(self, step: ExpectStep) -> _StepOutcome:
         deadline = time.monotonic() + step.within_s
         while True:
             verdicts = await judge(step.expect, self.evidence())
             failed = sum(not v.passed for v in verdicts)
             if not failed or time.monotonic() >= deadline:
-                return _Outcome(not failed, f"{len(verdicts) - failed}/{len(verdicts)} held", verdicts)
+                return _StepOutcome(not failed, f"{len(verdicts) - failed}/{len(verdicts)} held", verdicts)
             await asyncio.sleep(EXPECT_RETRY_S)
 
-    async def _start_nats(self) -> _Outcome:
+    async def _start_nats(self) -> _StepOutcome:
         url = await asyncio.to_thread(self.system.start_nats)
         began = time.monotonic()
         while not self.client.nc.is_connected:
             if time.monotonic() - began > RECONNECT_TIMEOUT_S:
-                return _Outcome(False, f"NATS is back at {url} but sagactl did not reconnect in {RECONNECT_TIMEOUT_S:g}s")
+                return _StepOutcome(False, f"NATS is back at {url} but sagactl did not reconnect in {RECONNECT_TIMEOUT_S:g}s")
             await asyncio.sleep(0.05)
         # The participants reconnect on their own schedule; a submit right now could find no sale service.
         for name in self.system.participants:
@@ -304,18 +311,18 @@ class _Play:
                     break
                 except SagactlError:
                     if time.monotonic() - began > RECONNECT_TIMEOUT_S:
-                        return _Outcome(False, f"NATS is back at {url} but {name} did not answer in {RECONNECT_TIMEOUT_S:g}s")
+                        return _StepOutcome(False, f"NATS is back at {url} but {name} did not answer in {RECONNECT_TIMEOUT_S:g}s")
                     await asyncio.sleep(0.05)
-        return _Outcome(True, f"NATS back at {url}; everyone reconnected after {time.monotonic() - began:.2f}s")
+        return _StepOutcome(True, f"NATS back at {url}; everyone reconnected after {time.monotonic() - began:.2f}s")
 
-    async def _publish(self, step: PublishStep) -> _Outcome:
+    async def _publish(self, step: PublishStep) -> _StepOutcome:
         if step.copy_of:
             assert step.copy_type is not None
             sale_id = self.named[step.copy_of][0]
-            original = next((b for b in await read_history(self.urls)
-                             if b.get("sale_id") == sale_id and b.get("type") == step.copy_type), None)
+            original = next((e.body for e in await read_all(self.urls, name="sagactl-run")
+                             if e.field("sale_id") == sale_id and e.event_type == step.copy_type), None)
             if original is None:
-                return _Outcome(False, f"sale {sale_id} has no {step.copy_type} on the stream to copy")
+                return _StepOutcome(False, f"sale {sale_id} has no {step.copy_type} on the stream to copy")
             subject, data = subject_for(step.copy_type), orjson.dumps(original)
             msg_id = step.msg_id or f"copy-{uuid.uuid4().hex}"
         else:
@@ -323,8 +330,8 @@ class _Play:
             subject, data, msg_id = step.subject, step.body, step.msg_id
         ack = await self.client.nc.jetstream().publish(subject, data, headers={"Nats-Msg-Id": msg_id} if msg_id else None)
         if ack.duplicate:
-            return _Outcome(True, f"the stream dropped it: Nats-Msg-Id {msg_id} already seen (seq {ack.seq})")
-        return _Outcome(True, f"on {subject}, stream seq {ack.seq}")
+            return _StepOutcome(True, f"the stream dropped it: Nats-Msg-Id {msg_id} already seen (seq {ack.seq})")
+        return _StepOutcome(True, f"on {subject}, stream seq {ack.seq}")
 
     def _sales_summary(self) -> dict[str, dict[str, Any]]:
         rows = {r["id"]: r for r in ((self.report.after.get("sale") or {}).get("sales") or [])}
@@ -333,7 +340,7 @@ class _Play:
             row = rows.get(sale_id)
             if row is not None:
                 return row["status"], row.get("reason")
-            return self.tracker.outcomes.get(sale_id, ("PENDING", None))
+            return self.tracker.status(sale_id)
 
         summary: dict[str, dict[str, Any]] = {}
         for name, ids in self.named.items():

@@ -5,19 +5,20 @@ from __future__ import annotations
 import orjson
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from participants.contract import SUBJECT_ROOT, ContractError, parse_money, parse_sale
+from participants.contract import SUBJECT_ROOT, TERMINAL_STATUSES, ContractError, parse_money, parse_sale
 from sagactl.scenario.expectations import read_expectations
 from sagactl.scenario.model import (
-    TERMINAL_STATUSES,
     ExpectStep,
     KillNatsLeaderStep,
     KillStep,
+    PauseStep,
     PublishStep,
+    ResumeStep,
     RestartStep,
     SleepStep,
     StartNatsStep,
     StartStep,
-    Step,
+    ScenarioStep,
     StopNatsStep,
     SubmitStep,
     WaitExitStep,
@@ -28,10 +29,12 @@ from sagactl.scenario.yamlnodes import Reader, kind, line_of
 
 # Each step is a mapping with one action key and that action's options (or a bare action name).
 STEP_OPTIONS: dict[str, tuple[str, ...]] = {
-    "submit": ("as", "repeat", "concurrency"),
+    "submit": ("as", "repeat", "concurrency", "deadline"),
     "wait": ("status", "timeout"),
     "wait_exit": ("timeout",),
     "kill": ("replica",),
+    "pause": (),
+    "resume": (),
     "restart": (),
     "start": (),
     "stop_nats": (),
@@ -46,7 +49,7 @@ SALE_FIELDS = ("product_id", "user_id", "value", "quantity")
 DEFAULT_TIMEOUT_S = 10.0
 
 
-def read_steps(reader: Reader, names: Names, node: Node) -> list[Step]:
+def read_steps(reader: Reader, names: Names, node: Node) -> list[ScenarioStep]:
     steps_reader = _StepReader(reader, names)
     steps = []
     for index, step_node in enumerate(reader.sequence(node, "steps") or [], start=1):
@@ -61,7 +64,7 @@ class _StepReader:
         self.r = reader
         self.names = names
 
-    def step(self, node: Node, where: str) -> Step | None:
+    def step(self, node: Node, where: str) -> ScenarioStep | None:
         line = line_of(node)
         if isinstance(node, ScalarNode) and node.value in BARE_ACTIONS:
             return {"stop_nats": StopNatsStep, "start_nats": StartNatsStep, "kill_nats_leader": KillNatsLeaderStep}[node.value](line=line)
@@ -85,11 +88,12 @@ class _StepReader:
         build = getattr(self, f"_step_{action}")
         return build(value, options, where, line)
 
-    def _step_submit(self, node: Node, options: dict[str, Node], where: str, line: int) -> Step | None:
+    def _step_submit(self, node: Node, options: dict[str, Node], where: str, line: int) -> ScenarioStep | None:
         fields = self.r.mapping(node, where, SALE_FIELDS, required=SALE_FIELDS)
         repeat = self.r.integer(options["repeat"], f"{where} repeat", minimum=1) if "repeat" in options else 1
         concurrency = self.r.integer(options["concurrency"], f"{where} concurrency", minimum=1) if "concurrency" in options else 1
         name = self.names.define_sale(options["as"], where, group="repeat" in options) if "as" in options else None
+        deadline = self.r.number(options["deadline"], f"{where} deadline", 0.001, 7 * 24 * 3600) if "deadline" in options else None
         if not fields or len(fields) != len(SALE_FIELDS):
             return None
         # Each field checked on its own, so every wrong one is reported (not only the first).
@@ -112,9 +116,9 @@ class _StepReader:
             self.r.problems.add(fields.get(field_name, (node, node))[1], where, str(exc))
             return None
         return SubmitStep(sale=sale, name=name, repeat=repeat or 1, concurrency=concurrency or 1,
-                          group="repeat" in options, line=line)
+                          group="repeat" in options, deadline_s=deadline, line=line)
 
-    def _step_wait(self, node: Node, options: dict[str, Node], where: str, line: int) -> Step | None:
+    def _step_wait(self, node: Node, options: dict[str, Node], where: str, line: int) -> ScenarioStep | None:
         status = self.r.choice(options["status"], f"{where} status", TERMINAL_STATUSES) if "status" in options else None
         timeout = self.r.number(options["timeout"], f"{where} timeout", 0.001) if "timeout" in options else DEFAULT_TIMEOUT_S
         if isinstance(node, ScalarNode) and node.value == "all":
@@ -128,21 +132,29 @@ class _StepReader:
             return None
         return WaitStep(names=tuple(n for n in names if n), status=status, timeout_s=timeout or DEFAULT_TIMEOUT_S, line=line)
 
-    def _step_wait_exit(self, node: Node, options: dict[str, Node], where: str, line: int) -> Step | None:
+    def _step_wait_exit(self, node: Node, options: dict[str, Node], where: str, line: int) -> ScenarioStep | None:
         participant = self.names.use_participant(node, where)
         timeout = self.r.number(options["timeout"], f"{where} timeout", 0.001) if "timeout" in options else DEFAULT_TIMEOUT_S
         return None if participant is None else WaitExitStep(participant=participant, timeout_s=timeout or DEFAULT_TIMEOUT_S, line=line)
 
-    def _step_kill(self, node: Node, options: dict[str, Node], where: str, line: int) -> Step | None:
+    def _step_kill(self, node: Node, options: dict[str, Node], where: str, line: int) -> ScenarioStep | None:
         participant = self.names.use_participant(node, where)
         replica = self.r.integer(options["replica"], f"{where} replica", minimum=1) if "replica" in options else None
         return None if participant is None else KillStep(participant=participant, replica=replica, line=line)
 
-    def _step_restart(self, node: Node, options: dict[str, Node], where: str, line: int) -> Step | None:
+    def _step_pause(self, node: Node, options: dict[str, Node], where: str, line: int) -> ScenarioStep | None:
+        participant = self.names.use_participant(node, where)
+        return None if participant is None else PauseStep(participant=participant, line=line)
+
+    def _step_resume(self, node: Node, options: dict[str, Node], where: str, line: int) -> ScenarioStep | None:
+        participant = self.names.use_participant(node, where)
+        return None if participant is None else ResumeStep(participant=participant, line=line)
+
+    def _step_restart(self, node: Node, options: dict[str, Node], where: str, line: int) -> ScenarioStep | None:
         participant = self.names.use_participant(node, where)
         return None if participant is None else RestartStep(participant=participant, line=line)
 
-    def _step_start(self, node: Node, options: dict[str, Node], where: str, line: int) -> Step | None:
+    def _step_start(self, node: Node, options: dict[str, Node], where: str, line: int) -> ScenarioStep | None:
         found = self.names.participant_reference(node, where)
         if found is None:
             return None
@@ -151,24 +163,24 @@ class _StepReader:
             return None
         return StartStep(name=name, reference=reference, line=line)
 
-    def _step_stop_nats(self, node: Node, options: dict[str, Node], where: str, line: int) -> Step | None:
+    def _step_stop_nats(self, node: Node, options: dict[str, Node], where: str, line: int) -> ScenarioStep | None:
         return StopNatsStep(line=line)
 
-    def _step_start_nats(self, node: Node, options: dict[str, Node], where: str, line: int) -> Step | None:
+    def _step_start_nats(self, node: Node, options: dict[str, Node], where: str, line: int) -> ScenarioStep | None:
         return StartNatsStep(line=line)
 
-    def _step_kill_nats_leader(self, node: Node, options: dict[str, Node], where: str, line: int) -> Step | None:
+    def _step_kill_nats_leader(self, node: Node, options: dict[str, Node], where: str, line: int) -> ScenarioStep | None:
         return KillNatsLeaderStep(line=line)
 
-    def _step_sleep(self, node: Node, options: dict[str, Node], where: str, line: int) -> Step | None:
+    def _step_sleep(self, node: Node, options: dict[str, Node], where: str, line: int) -> ScenarioStep | None:
         seconds = self.r.number(node, where, 0.0, 600.0)
         return None if seconds is None else SleepStep(seconds=seconds, line=line)
 
-    def _step_expect(self, node: Node, options: dict[str, Node], where: str, line: int) -> Step | None:
+    def _step_expect(self, node: Node, options: dict[str, Node], where: str, line: int) -> ScenarioStep | None:
         within = self.r.number(options["within"], f"{where} within", 0.0, 600.0) if "within" in options else 0.0
         return ExpectStep(expect=read_expectations(self.r, self.names, node, where), within_s=within or 0.0, line=line)
 
-    def _step_publish(self, node: Node, options: dict[str, Node], where: str, line: int) -> Step | None:
+    def _step_publish(self, node: Node, options: dict[str, Node], where: str, line: int) -> ScenarioStep | None:
         keys = self.r.mapping(node, where, ("subject", "body", "copy", "type", "msg_id"))
         if keys is None:
             return None

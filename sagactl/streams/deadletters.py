@@ -1,10 +1,11 @@
 """The dead-letter list: events a participant gave up on, kept with why, to inspect, replay or purge.
 
-A participant parks an event in the `SAGA_DLQ` stream (see `_dead_letter` in
-participants/runtime/daemon.py) with headers naming the original subject, the participant, the
+A participant parks an event in the `SAGA_DLQ` stream (see `Settler.dead_letter` in
+participants/runtime/settle.py) with headers naming the original subject, the participant, the
 error, the number of deliveries and the event's sequence in `SAGA`. Replaying publishes the
-original body to the original subject again; the participants' inboxes make that harmless for
-any participant that had applied it already.
+original body on the replay subject of the participant that gave up (`saga.replay.<participant>`),
+which only that participant consumes; its rows keyed by sale (a reservation, a payment, a sale's
+status) make a replay harmless after any delay, even one that had been applied meanwhile.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from participants.contract import (
     DEAD_LETTER_STREAM,
     DEAD_LETTER_SUBJECT_ROOT,
     SUBJECT_ROOT,
+    replay_subject,
 )
 from sagactl.errors import SagactlError, UsageError
 from sagactl.streams.histories import read_stream
@@ -108,17 +110,18 @@ async def _select(js: JetStreamContext, seqs: list[int] | None) -> list[DeadLett
 
 
 async def replay(js: JetStreamContext, seqs: list[int] | None) -> list[DeadLetter]:
-    """Publish each dead letter's body to its original subject again, then remove it from the list.
+    """Publish each dead letter's body to the participant that gave up on it, then remove it from the list.
 
-    Publish first, delete after: a crash in between replays it twice, which the inboxes absorb.
-    A new Nats-Msg-Id, so the stream's duplicate window does not drop the copy of a recent event.
+    Publish first, delete after: a crash in between replays it twice, which the participant's rows
+    keyed by sale absorb. A new Nats-Msg-Id, so the stream's duplicate window does not drop the
+    copy of a recent event.
     """
     letters = await _select(js, seqs)
     for letter in letters:
         if not letter.subject.startswith(f"{SUBJECT_ROOT}."):
             raise SagactlError(f"dead letter {letter.seq} has no saga subject to replay to ({letter.subject!r})")
     for letter in letters:
-        await js.publish(letter.subject, letter.data, timeout=PUBLISH_TIMEOUT_S,
+        await js.publish(replay_subject(letter.participant), letter.data, timeout=PUBLISH_TIMEOUT_S,
                          headers={"Nats-Msg-Id": f"replay-{letter.seq}-{uuid.uuid4().hex}"})
         await js.delete_msg(DEAD_LETTER_STREAM, letter.seq)
     return letters

@@ -12,18 +12,17 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Callable
 
-import orjson
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from participants.contract import (
-    FAILED_PAYMENT,
     ROLLBACK_INVENTORY,
     STREAM,
     STREAM_SUBJECTS,
     UPDATED_INVENTORY,
+    decode_body,
 )
 from sagactl.errors import Unavailable
 
@@ -32,7 +31,7 @@ READ_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
-class Step:
+class HistoryEvent:
     """One event of a sale, as the stream holds it."""
 
     seq: int
@@ -50,10 +49,10 @@ class SaleHistory:
     user_id: int
     quantity: int
     value: str
-    steps: list[Step] = field(default_factory=list)
+    steps: list[HistoryEvent] = field(default_factory=list)
 
     @property
-    def last(self) -> Step:
+    def last(self) -> HistoryEvent:
         return self.steps[-1]
 
     def has(self, event_type: str) -> bool:
@@ -64,8 +63,9 @@ class SaleHistory:
 
     @property
     def holds_stock(self) -> bool:
-        """Inventory debited stock for this sale and has not credited it back."""
-        return self.has(UPDATED_INVENTORY) and not (self.has(FAILED_PAYMENT) and self.has(ROLLBACK_INVENTORY))
+        """Inventory debited stock for this sale and has not credited it back (a ROLLBACK_INVENTORY
+        after an UPDATED_INVENTORY is the credit: for a refused payment or a canceled sale)."""
+        return self.has(UPDATED_INVENTORY) and not self.has(ROLLBACK_INVENTORY)
 
 
 async def last_seq(js: JetStreamContext, stream: str) -> tuple[int, int]:
@@ -117,8 +117,10 @@ async def read_histories(js: JetStreamContext) -> tuple[dict[int, SaleHistory], 
     sales: dict[int, SaleHistory] = {}
 
     def add(msg: Msg) -> None:
+        body = decode_body(msg.data)
+        if body is None:
+            return
         try:
-            body = orjson.loads(msg.data)
             sale_id, event_type, event_id = body["sale_id"], body["type"], body["event_id"]
             if not (isinstance(sale_id, int) and isinstance(event_type, str) and isinstance(event_id, str)):
                 return
@@ -127,11 +129,11 @@ async def read_histories(js: JetStreamContext) -> tuple[dict[int, SaleHistory], 
                 history = sales[sale_id] = SaleHistory(
                     sale_id, int(body["product_id"]), int(body["user_id"]), int(body["quantity"]), str(body["value"])
                 )
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError):
             return
         meta = msg.metadata
         history.steps.append(
-            Step(meta.sequence.stream, event_type, event_id, str(body.get("producer", "?")), meta.timestamp.timestamp(), body.get("reason"))
+            HistoryEvent(meta.sequence.stream, event_type, event_id, str(body.get("producer", "?")), meta.timestamp.timestamp(), body.get("reason"))
         )
 
     until = await read_stream(js, STREAM, STREAM_SUBJECTS[0], add)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator
@@ -27,8 +28,9 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from participants.contract import STREAM, SUBJECT_ROOT
+from participants.contract import STREAM, SUBJECT_ROOT, decode_body
 from participants.runtime import broker
+from participants.runtime.jetstream import parse_ack_subject
 from sagactl.errors import Unavailable
 
 INACTIVE_S = 30.0  # the server deletes our consumer this long after we vanish
@@ -48,6 +50,7 @@ class StreamEvent:
     time: datetime
     data: bytes
     body: dict[str, Any] | None  # None when the data is not a JSON object
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def field(self, name: str) -> Any:
         return None if self.body is None else self.body.get(name)
@@ -62,27 +65,6 @@ class StreamEvent:
 
 
 @dataclass(frozen=True)
-class Delivery:
-    """What a JetStream message's reply subject says about its delivery."""
-
-    stream_seq: int
-    consumer_seq: int
-    time: datetime
-    pending: int  # matching messages still after this one
-
-    @classmethod
-    def parse(cls, reply: str) -> "Delivery | None":
-        # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>, or with
-        # <domain>.<account hash> after ACK (and a random token at the end) in the newer form.
-        tokens = reply.split(".")
-        if len(tokens) < 9 or tokens[0] != "$JS" or tokens[1] != "ACK":
-            return None
-        base = 0 if len(tokens) == 9 else 2
-        stamp = datetime.fromtimestamp(int(tokens[base + 7]) / 1e9, timezone.utc)
-        return cls(int(tokens[base + 5]), int(tokens[base + 6]), stamp, int(tokens[base + 8]))
-
-
-@dataclass(frozen=True)
 class StartAt:
     """Where a reader starts: a stream sequence, a time, or (neither) the first message."""
 
@@ -90,20 +72,14 @@ class StartAt:
     time: datetime | None = None
 
 
-def _body(data: bytes) -> dict[str, Any] | None:
-    try:
-        body = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
-    return body if isinstance(body, dict) else None
-
-
 class StreamReader:
     """Reads the stream in order from a start point; `read` may be called again to go on."""
 
-    def __init__(self, nc: Client, subjects: tuple[str, ...] = (), start: StartAt = StartAt(), name: str = "sagactl") -> None:
+    def __init__(self, nc: Client, subjects: tuple[str, ...] = (), start: StartAt = StartAt(), name: str = "sagactl",
+                 stream: str = STREAM) -> None:
         self.nc = nc
         self.js = nc.jetstream()
+        self.stream = stream
         self.subjects = subjects
         self.start = start
         self.position = 0  # the last stream sequence delivered to us
@@ -119,7 +95,7 @@ class StreamReader:
 
     @classmethod
     async def open(cls, urls: list[str], subjects: tuple[str, ...] = (), name: str = "sagactl",
-                   follow: bool = False) -> "StreamReader":
+                   follow: bool = False, stream: str = STREAM) -> "StreamReader":
         reader: StreamReader
 
         async def on_event(what: str) -> None:
@@ -130,7 +106,7 @@ class StreamReader:
             nc = await broker.connect(urls, name, reconnect_forever=follow, on_event=on_event)
         except broker.BrokerUnavailable as exc:
             raise Unavailable(str(exc)) from None
-        reader = cls(nc, subjects, name=name)
+        reader = cls(nc, subjects, name=name, stream=stream)
         return reader
 
     async def bounds(self) -> tuple[int, int]:
@@ -145,11 +121,11 @@ class StreamReader:
 
     async def _stream_info(self, subjects_filter: str | None = None) -> Any:
         try:
-            return await self.js.stream_info(STREAM, subjects_filter=subjects_filter)
+            return await self.js.stream_info(self.stream, subjects_filter=subjects_filter)
         except NotFoundError:
-            raise Unavailable(f"there is no {STREAM} stream yet (start a system with `sagactl up`)") from None
+            raise Unavailable(f"there is no {self.stream} stream yet (start a system with `sagactl up`)") from None
         except Exception as exc:
-            raise Unavailable(f"cannot read the {STREAM} stream: {broker.describe(exc)}") from None
+            raise Unavailable(f"cannot read the {self.stream} stream: {broker.describe(exc)}") from None
 
     async def read(self, follow: bool) -> AsyncIterator[StreamEvent]:
         """Yield events in stream order; without `follow`, stop once caught up with the stream."""
@@ -162,7 +138,7 @@ class StreamReader:
                     await self._pull(follow)
             except Exception as exc:
                 if not follow:
-                    raise Unavailable(f"cannot read the {STREAM} stream: {broker.describe(exc)}") from None
+                    raise Unavailable(f"cannot read the {self.stream} stream: {broker.describe(exc)}") from None
                 self._stale = True
                 await asyncio.sleep(RETRY_S)
                 continue
@@ -170,7 +146,7 @@ class StreamReader:
                 await asyncio.wait_for(self._arrived.wait(), PULL_EXPIRES_S + ANSWER_GRACE_S)
             except asyncio.TimeoutError:
                 if not follow:
-                    raise Unavailable(f"the {STREAM} stream stopped answering") from None
+                    raise Unavailable(f"the {self.stream} stream stopped answering") from None
                 self._owed = 0  # the request was lost with a connection: ask again
                 if time.monotonic() - probed > PROBE_EVERY_S:
                     probed = time.monotonic()
@@ -179,7 +155,7 @@ class StreamReader:
             self._arrived.clear()
             batch, self._buffer = self._buffer, []
             for msg in batch:
-                delivery = Delivery.parse(msg.reply)
+                delivery = parse_ack_subject(msg.reply)
                 if delivery is None:
                     continue
                 if delivery.consumer_seq != self._expected:
@@ -188,7 +164,9 @@ class StreamReader:
                 self._expected += 1
                 if delivery.stream_seq > self.position:
                     self.position = delivery.stream_seq
-                    yield StreamEvent(delivery.stream_seq, msg.subject, delivery.time, msg.data, _body(msg.data))
+                    stored = datetime.fromtimestamp(delivery.timestamp_ns / 1e9, timezone.utc)
+                    yield StreamEvent(delivery.stream_seq, msg.subject, stored, msg.data, decode_body(msg.data),
+                                      dict(msg.headers) if msg.headers else {})
                 if not follow and delivery.pending == 0:
                     return
             else:
@@ -208,7 +186,7 @@ class StreamReader:
         else:
             request["no_wait"] = True
         self._owed, self._exhausted = PULL_BATCH, False
-        await self.nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{STREAM}.{self._consumer}", orjson.dumps(request),
+        await self.nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self._consumer}", orjson.dumps(request),
                               reply=self._inbox.subject)
 
     async def _recreate(self) -> None:
@@ -228,7 +206,7 @@ class StreamReader:
             config.opt_start_time = self.start.time.astimezone(timezone.utc)
         else:
             config.deliver_policy = DeliverPolicy.ALL
-        await self.js.add_consumer(STREAM, config)
+        await self.js.add_consumer(self.stream, config)
         self._consumer = name
         self._buffer, self._owed, self._expected = [], 0, 1
         self._arrived.clear()
@@ -259,15 +237,25 @@ class StreamReader:
                 pass
         if consumer is not None and self.nc.is_connected:
             try:
-                await self.js.delete_consumer(STREAM, consumer)
+                await self.js.delete_consumer(self.stream, consumer)
             except Exception:
                 pass  # gone with a restarted server, or left for INACTIVE_S to remove
 
     async def _consumer_exists(self) -> bool:
         try:
-            await self.js.consumer_info(STREAM, self._consumer or "")
+            await self.js.consumer_info(self.stream, self._consumer or "")
             return True
         except NotFoundError:
             return False
         except Exception:
             return True  # cannot tell now (disconnected); the reconnect callback covers that case
+
+
+async def read_all(urls: list[str], name: str = "sagactl") -> list[StreamEvent]:
+    """Every message the stream holds now, in order (a reader of its own that acks nothing)."""
+    reader = await StreamReader.open(urls, name=name)
+    try:
+        await reader.bounds()
+        return [event async for event in reader.read(follow=False)]
+    finally:
+        await reader.close()

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable, Literal
 
 from sagactl.errors import UsageError
-from sagactl.streams.reader import StartAt, StreamEvent, StreamReader
+from sagactl.streams.reader import StartAt, StreamEvent, StreamReader, read_all
 
 __all__ = ["Origin", "Selection", "StreamEvent", "parse_since", "sale_events", "tail"]
 
@@ -108,9 +108,4 @@ async def tail(
 
 async def sale_events(urls: list[str], sale_id: int) -> list[StreamEvent]:
     """Every message of one saga, in stream order (the whole stream is read: subjects carry no id)."""
-    reader = await StreamReader.open(urls, name="sagactl-trace")
-    try:
-        await reader.bounds()
-        return [e async for e in reader.read(follow=False) if e.field("sale_id") == sale_id]
-    finally:
-        await reader.close()
+    return [e for e in await read_all(urls, name="sagactl-trace") if e.field("sale_id") == sale_id]

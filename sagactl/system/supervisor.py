@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from participants.runtime.loader import BUILT_IN
+from participants.runtime.settings import db_url_env, to_env
 from sagactl.errors import Unavailable, UsageError
 from sagactl.system.connection import CONNECTION_FILE_VARIABLES
 from sagactl.system.processes import (
@@ -114,20 +115,25 @@ class Supervisor:
     # -- participants --------------------------------------------------------------------
     def participant_env(self, name: str, replica: int, nats_urls: list[str], extra: dict[str, str]) -> dict[str, str]:
         env = dict(os.environ)
-        env.update(
-            NATS_URL=",".join(nats_urls),
-            SAGACTL_STATE_DIR=str(self.state.root),
-            SAGACTL_REPLICA=str(replica),
-        )
+        env.update(to_env(nats_urls=nats_urls, state_dir=self.state.root, replica=replica))
         system = self.state.load_system()
         given_db = (system.get("db_urls") or {}).get(name)  # `up --db-url`, kept for restarts
         if given_db:
-            env[f"SAGACTL_DB_URL_{name.upper()}"] = given_db
-        env.setdefault(f"SAGACTL_DB_URL_{name.upper()}", self.state.db_url(name))
+            env.update(to_env(name, db_url=given_db))
+        env.setdefault(db_url_env(name), self.state.db_url(name))
         if system.get("cluster"):
-            env.setdefault("SAGACTL_STREAM_REPLICAS", str(min(int(system["cluster"]["size"]), 3)))
+            env = {**to_env(stream_replicas=min(int(system["cluster"]["size"]), 3)), **env}  # a default only
+        if name == "sale" and system.get("sale_deadline"):  # `up --sale-deadline`, kept for restarts
+            env["SAGACTL_SALE_DEADLINE"] = str(system["sale_deadline"])
         env.update(extra)
         return env
+
+    def remember(self, **settings: object) -> None:
+        """Keep settings of `up` (such as sale_deadline) in the state dir for later starts."""
+        self.state.make()
+        system = self.state.load_system()
+        system.update(settings)
+        self.state.save_system(system)
 
     def start_participant(
         self, name: str, reference: str, replica: int, nats_urls: list[str], extra_env: dict[str, str] | None = None
@@ -214,7 +220,7 @@ class Supervisor:
                 log_file = self.state.log_file(name, replica)
                 offset = log_file.stat().st_size if log_file.exists() else 0
                 # Every process learns how many share its durable consumer (SAGACTL_REPLICAS).
-                env = {"SAGACTL_REPLICAS": str(int(counts.get(name, 1))), **(extra_env or {}).get(name, {})}
+                env = {**to_env(replicas=int(counts.get(name, 1))), **(extra_env or {}).get(name, {})}
                 process = self.start_participant(name, reference, replica, urls, env)
                 started.append((name, replica, process, offset))
         self.wait_ready(started)

@@ -18,7 +18,7 @@ from participants.runtime.crashpoints import (
     MID_BATCH,
 )
 from sagactl.testing.harness import (
-    DeadLetter,
+    ObservedDeadLetter,
     ObservedEvent,
     RunningParticipant,
     SagaHarness,
@@ -31,7 +31,7 @@ __all__ = [
     "AFTER_PUBLISH",
     "CRASH_POINTS",
     "MID_BATCH",
-    "DeadLetter",
+    "ObservedDeadLetter",
     "NatsServer",
     "ObservedEvent",
     "RunningParticipant",

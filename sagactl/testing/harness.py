@@ -2,8 +2,8 @@
 
 `SagaHarness` starts participants as subprocesses (`python -m participants.runtime MODULE:OBJECT`,
 exactly what `sagactl up` runs, so crash points can SIGKILL them without killing the test),
-publishes events onto the `SAGA` stream, records every event the stream holds (an ordered
-consumer from the first message, so nothing published before a wait is missed) and waits for
+publishes events onto the `SAGA` stream, records every event the stream holds (a
+`sagactl.streams` reader from the first message, so nothing published before a wait is missed) and waits for
 the events a participant emits, with deadlines. Its methods are plain blocking calls: a private
 event loop in a thread does the NATS work, so sync and async tests can use it alike.
 """
@@ -22,19 +22,20 @@ from pathlib import Path
 from typing import Any, Callable, Coroutine, TypeVar
 
 import orjson
-from nats.aio.msg import Msg
-from nats.js.api import DeliverPolicy, PubAck
+from nats.js.api import PubAck
 from pydantic import ValidationError
 
 from participants.contract import (
-    DEAD_LETTER_SUBJECT_ROOT,
-    STREAM_SUBJECTS,
+    DEAD_LETTER_STREAM,
+    STREAM,
     Event,
     control_subject,
     new_event,
     parse_sale,
 )
 from participants.runtime import broker
+from participants.runtime.settings import db_url_env, to_env
+from sagactl.streams.reader import StreamEvent, StreamReader
 from sagactl.system.processes import pid_alive, tail
 from sagactl.system.statedir import StateDir
 from sagactl.system.supervisor import Supervisor, load
@@ -67,7 +68,7 @@ class ObservedEvent:
 
 
 @dataclass(frozen=True)
-class DeadLetter:
+class ObservedDeadLetter:
     """An event a participant gave up on, with the runtime's headers saying who and why."""
 
     participant: str
@@ -115,7 +116,7 @@ class SagaHarness:
         self.ack_wait_s = ack_wait_s
         self.participants: list[RunningParticipant] = []
         self._seen: list[ObservedEvent] = []
-        self._dead: list[DeadLetter] = []
+        self._dead: list[ObservedDeadLetter] = []
         self._changed = threading.Condition()
         self._loop = _LoopThread()
         self._loop.run(self._connect(), timeout=30)
@@ -124,34 +125,40 @@ class SagaHarness:
         self._nc = await broker.connect([self.nats_url], "sagactl-testing", reconnect_forever=True)
         self._js = self._nc.jetstream()
         await broker.ensure_streams(self._js)
-        for subject, callback in ((STREAM_SUBJECTS[0], self._on_event), (f"{DEAD_LETTER_SUBJECT_ROOT}.>", self._on_dead)):
-            await self._js.subscribe(subject, cb=callback, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
+        # Both streams from their first message, following (across NATS restarts) until close.
+        self._readers = [await StreamReader.open([self.nats_url], name="sagactl-testing", follow=True, stream=stream)
+                         for stream in (STREAM, DEAD_LETTER_STREAM)]
+        self._following = [asyncio.ensure_future(self._follow(reader, record))
+                           for reader, record in zip(self._readers, (self._on_event, self._on_dead))]
 
-    async def _on_event(self, msg: Msg) -> None:
-        try:
-            body = orjson.loads(msg.data)
-        except orjson.JSONDecodeError:
-            body = {}
-        observed = ObservedEvent(msg.metadata.sequence.stream, msg.subject, body if isinstance(body, dict) else {},
-                                 dict(msg.headers or {}))
-        with self._changed:
-            self._seen.append(observed)
-            self._changed.notify_all()
+    async def _follow(self, reader: StreamReader, record: Callable[[StreamEvent], None]) -> None:
+        async for event in reader.read(follow=True):
+            with self._changed:
+                record(event)
+                self._changed.notify_all()
 
-    async def _on_dead(self, msg: Msg) -> None:
-        headers = dict(msg.headers or {})
-        letter = DeadLetter(headers.get("Sagactl-Participant", ""), headers.get("Sagactl-Error", ""),
-                            headers.get("Sagactl-Subject", ""), msg.data, headers)
-        with self._changed:
-            self._dead.append(letter)
-            self._changed.notify_all()
+    def _on_event(self, event: StreamEvent) -> None:
+        self._seen.append(ObservedEvent(event.seq, event.subject, event.body or {}, event.headers))
+
+    def _on_dead(self, event: StreamEvent) -> None:
+        headers = event.headers
+        self._dead.append(ObservedDeadLetter(headers.get("Sagactl-Participant", ""), headers.get("Sagactl-Error", ""),
+                                             headers.get("Sagactl-Subject", ""), event.data, headers))
+
+    async def _disconnect(self) -> None:
+        for task in self._following:
+            task.cancel()
+        await asyncio.gather(*self._following, return_exceptions=True)
+        for reader in self._readers:
+            await reader.close()
+        await self._nc.close()
 
     def close(self) -> None:
         """Stop every participant this harness started (by pid) and disconnect."""
         for running in self.participants:
             running.stop()
         try:
-            self._loop.run(self._nc.close(), timeout=5)
+            self._loop.run(self._disconnect(), timeout=10)
         except Exception:  # the server may already be gone; nothing is left to flush
             pass
         self._loop.close()
@@ -169,11 +176,11 @@ class SagaHarness:
 
         crash_point: `after_commit`, `after_publish` or `mid_batch`, optionally `:N` (the Nth
         time): the process SIGKILLs itself there (see participants/runtime/crashpoints.py).
-        env: extra settings, e.g. {"SAGACTL_MAX_DELIVER": "2"}.
+        env: extra settings, e.g. `to_env(max_deliver=2)` (participants/runtime/settings.py).
         """
         participant = load(reference)  # also registers its event types in this process
         running = RunningParticipant(self, participant.name, reference, replica)
-        running.db_url = os.environ.get(f"SAGACTL_DB_URL_{participant.name.upper()}") or self.supervisor.state.db_url(participant.name)
+        running.db_url = os.environ.get(db_url_env(participant.name)) or self.supervisor.state.db_url(participant.name)
         running._spawn(crash_point, env)
         self.participants.append(running)
         return running
@@ -183,11 +190,8 @@ class SagaHarness:
         paths = [os.getcwd(), *(p for p in sys.path if p and os.path.isdir(p) and not p.startswith((sys.prefix, sys.base_prefix)))]
         if os.environ.get("PYTHONPATH"):
             paths.append(os.environ["PYTHONPATH"])
-        settings = {
-            "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)),
-            "SAGACTL_ACK_WAIT": str(self.ack_wait_s),
-            "SAGACTL_CRASH_POINT": crash_point or "",
-        }
+        settings = {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)),
+                    **to_env(ack_wait_s=float(self.ack_wait_s), crash_point=crash_point)}
         return {**settings, **(env or {})}
 
     # -- events ----------------------------------------------------------------------------
@@ -254,11 +258,11 @@ class SagaHarness:
                    lambda: f"{count} x {event_type}" + (f" of sale {sale_id}" if sale_id else "") + (f" with {fields}" if fields else ""))
         return self.events(event_type, sale_id=sale_id, **fields)
 
-    def dead_letters(self) -> list[DeadLetter]:
+    def dead_letters(self) -> list[ObservedDeadLetter]:
         with self._changed:
             return list(self._dead)
 
-    def wait_for_dead_letter(self, count: int = 1, timeout: float = 30.0) -> list[DeadLetter]:
+    def wait_for_dead_letter(self, count: int = 1, timeout: float = 30.0) -> list[ObservedDeadLetter]:
         self._wait(lambda: len(self._dead) >= count, timeout, lambda: f"{count} dead letter(s)")
         return self.dead_letters()
 

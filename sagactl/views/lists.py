@@ -23,12 +23,19 @@ def dead_letters_table(letters: list[DeadLetter]) -> Table:
 
 def participants_table(found: list[dict[str, Any]]) -> Table:
     table = Table(title="participants", title_justify="left")
-    for column in ("participant", "replica", "host", "pid", "handles", "tables"):
+    for column in ("participant", "replica", "host", "pid", "handles", "tables", "metrics"):
         table.add_column(column, overflow="fold")
     for p in found:
         table.add_row(p["participant"], str(p["replica"]), str(p["host"]), str(p["pid"]),
-                      ", ".join(p["handles"] or []), ", ".join(p["tables"] or []))
+                      ", ".join(p["handles"] or []), ", ".join(p["tables"] or []), _address(p.get("metrics_url")))
     return table
+
+
+def _address(metrics_url: str | None) -> str:
+    """host:port of a /metrics URL (the path is always /metrics; --json has the whole URL)."""
+    if not metrics_url:
+        return "off"
+    return metrics_url.removeprefix("http://").removesuffix("/metrics")
 
 
 def scenarios_table(rows: list[dict[str, str]]) -> Table:

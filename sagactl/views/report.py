@@ -17,7 +17,7 @@ from rich.text import Text
 from sagactl.views.tables import render_state
 
 if TYPE_CHECKING:
-    from sagactl.scenario.judge import Verdict
+    from sagactl.scenario.judge import ExpectationVerdict
     from sagactl.scenario.runner import Report
 
 MAX_ROWS_SHOWN = 12  # per table; a load scenario's sales table has hundreds
@@ -40,7 +40,7 @@ def render_verdicts(report: Report, source: str) -> RenderableType:
     return Group(title, *(line for v in report.verdicts for line in verdict_lines(v, source)))
 
 
-def verdict_lines(verdict: Verdict, source: str) -> list[Text]:
+def verdict_lines(verdict: ExpectationVerdict, source: str) -> list[Text]:
     where = f"  ({source}:{verdict.line})" if verdict.line else ""
     if verdict.passed:
         return [Text.assemble(("✓ passed ", "green"), verdict.what, (f"  {shown(verdict.expected)}", "dim"))]

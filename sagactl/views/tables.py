@@ -8,7 +8,9 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-STATUS_STYLES = {"FINALIZED": "green", "CANCELED": "red", "PENDING": "yellow"}
+from participants.contract import STATUS_CANCELED, STATUS_FINALIZED, STATUS_PENDING
+
+STATUS_STYLES = {STATUS_FINALIZED: "green", STATUS_CANCELED: "red", STATUS_PENDING: "yellow"}
 
 
 def table_of(participant: str, name: str, rows: list[dict[str, Any]]) -> Table:
