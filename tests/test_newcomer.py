@@ -95,7 +95,8 @@ def test_help_has_plain_placeholders_and_an_example(path: list[str]) -> None:
         assert typer_word not in result.output, (typer_word, result.output)
     assert "Example" in result.output, result.output
     assert "╭" not in result.output
-    assert all(len(line) <= 80 for line in result.output.splitlines()), result.output
+    # Prose is wrapped to 80 columns; an example command is kept whole, so it can be copied.
+    assert all(len(line) <= 80 or line.startswith("    sagactl ") for line in result.output.splitlines()), result.output
     if "Commands:" in result.output:  # each command's summary whole, never cut with "..."
         assert "..." not in result.output.split("Commands:")[1].split("Example")[0], result.output
 
