@@ -71,7 +71,7 @@ def created(sale_id: int) -> Event:
     return new_event(CREATED_SALE, sale_id, parse_sale(1, 1, "1.00", 1), "sale")
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_every_event_takes_effect_exactly_once(data: st.DataObject) -> None:
     sales = data.draw(st.integers(1, 6), label="sales")

@@ -17,7 +17,7 @@ import threading
 from typing import Iterator
 
 import pytest
-from observing import wait_for
+from polling import wait_for
 from test_cli import runner, sagactl
 
 from participants.runtime.loader import BUILT_IN
@@ -77,7 +77,7 @@ class Terminal:
                 self.returncode = os.waitstatus_to_exitcode(status)
             return self.returncode is not None
 
-        wait_for(exited, timeout, "sagactl top to exit")
+        wait_for(exited, what="sagactl top to exit", timeout=timeout)
         return int(self.returncode)  # type: ignore[arg-type]
 
     def kill(self) -> None:
@@ -168,4 +168,20 @@ def test_once_prints_one_frame_and_bad_input_is_one_line(sqlite_system: Supervis
     assert "FINALIZED" in result.stdout and "payment" in result.stdout and "sagactl-top" not in result.stdout
     bad = runner.invoke(app, ["top", "--interval", "0", "--state-dir", str(sqlite_system.state.root)])
     assert bad.exit_code == 2 and "--interval must be > 0" in bad.output
+
+
+def test_a_saga_waiting_on_a_stopped_participant_is_shown_stuck(sqlite_system: Supervisor) -> None:
+    sqlite_system.stop_participant("payment")
+    result = sagactl(sqlite_system, "submit", "--product-id", "1", "--user-id", "1", "--value", "1.00", "--quantity", "1", "--json")
+    assert result.exit_code == 0, result.output
+    sale_id = json.loads(result.stdout)["sale_id"]
+
+    def stuck_table() -> str | None:
+        frame = runner.invoke(app, ["top", "--once", "--interval", "0.1", "--stuck-after", "0.5",
+                                    "--state-dir", str(sqlite_system.state.root)], env={"COLUMNS": "160"})
+        assert frame.exit_code == 0, frame.output
+        stuck = frame.stdout.split("stuck sagas")[1]
+        return stuck if re.search(rf"\b{sale_id}\s*│\s*PENDING\s*│\s*UPDATED_INVENTORY", stuck) else None
+
+    wait_for(stuck_table, what=f"sale {sale_id} among the stuck sagas (payment is stopped)")
 

@@ -13,11 +13,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 
 import pytest
-from observing import wait_for
+from polling import wait_for
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from test_cli import sagactl
 
-from participants.runtime.loader import BUILT_IN
+from participants.runtime.loader import BUILT_IN, load_participant
 from participants.runtime.tracing import configured
 from sagactl.system.statedir import StateDir
 from sagactl.system.supervisor import Supervisor
@@ -99,16 +99,18 @@ def submit(supervisor: Supervisor, value: str, quantity: int) -> int:
     return int(json.loads(result.stdout)["sale_id"])
 
 
-def chain(spans: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(service, span name) from the root down, following each span's only child."""
-    by_parent = {s["parent_id"]: s for s in spans}
-    [root] = [s for s in spans if not s["parent_id"]]
-    order, span = [], root
-    while span is not None:
-        order.append((span["service"], span["name"]))
-        span = by_parent.get(span["span_id"])
-    assert len(order) == len(spans), "every span hangs on the one before it"
-    return order
+def links(spans: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """(parent span name, child span name) of every span; the root's parent is "" (none)."""
+    names = {s["span_id"]: s["name"] for s in spans}
+    assert all(not s["parent_id"] or s["parent_id"] in names for s in spans), "every parent is in the trace"
+    assert sum(1 for s in spans if not s["parent_id"]) == 1, "one root"
+    return {(names.get(s["parent_id"], ""), s["name"]) for s in spans}
+
+
+def expected_links(*path: str, then: tuple[str, ...] = ()) -> set[tuple[str, str]]:
+    """A path of spans each the child of the one before, and `then` all children of its last."""
+    pairs = {("", path[0])} | set(zip(path, path[1:]))
+    return pairs | {(path[-1], child) for child in then}
 
 
 def test_one_saga_is_one_trace_across_the_three_processes(traced_system: Supervisor, receiver: Receiver) -> None:
@@ -117,27 +119,28 @@ def test_one_saga_is_one_trace_across_the_three_processes(traced_system: Supervi
 
     spans = wait_for(lambda: len(s := receiver.of_sale(finalized)) == 4 and s, what="the finalized saga's four spans")
     assert len({s["trace_id"] for s in spans}) == 1
-    assert chain(spans) == [
-        ("sale", "sale submit"),
-        ("inventory", "inventory handles CREATED_SALE"),
-        ("payment", "payment handles UPDATED_INVENTORY"),
-        ("sale", "sale handles VALIDATED_PAYMENT"),
-    ]
-    handled = spans[1]["attributes"]
+    assert links(spans) == expected_links(
+        "sale submit", "inventory handles CREATED_SALE", "payment handles UPDATED_INVENTORY", "sale handles VALIDATED_PAYMENT")
+    assert {s["service"] for s in spans} == {"sale", "inventory", "payment"}
+    handled = next(s for s in spans if s["name"] == "inventory handles CREATED_SALE")["attributes"]
     assert handled["sagactl.outcome"] == "applied" and handled["sagactl.redeliveries"] == 0
     assert handled["sagactl.emitted"] == ["UPDATED_INVENTORY"]
 
-    spans = wait_for(lambda: len(s := receiver.of_sale(refused)) == 5 and s, what="the refused saga's five spans")
+    # The participants that react to CANCELED_SALE (a saga's end) are children of the span that emitted it.
+    on_canceled = tuple(f"{name} handles CANCELED_SALE" for name, reference in BUILT_IN.items()
+                        if "CANCELED_SALE" in load_participant(reference).handlers)
+    count = 5 + len(on_canceled)
+    spans = wait_for(lambda: len(s := receiver.of_sale(refused)) == count and s, what="the refused saga's spans")
     assert len({s["trace_id"] for s in spans}) == 1
     assert {s["trace_id"] for s in spans} != {s["trace_id"] for s in receiver.of_sale(finalized)}
-    assert chain(spans) == [
-        ("sale", "sale submit"),
-        ("inventory", "inventory handles CREATED_SALE"),
-        ("payment", "payment handles UPDATED_INVENTORY"),
-        ("inventory", "inventory handles FAILED_PAYMENT"),
-        ("sale", "sale handles ROLLBACK_INVENTORY"),
-    ]
-    assert spans[3]["attributes"]["sagactl.kind"] == "compensation"
+    assert links(spans) == expected_links(
+        "sale submit", "inventory handles CREATED_SALE", "payment handles UPDATED_INVENTORY",
+        "inventory handles FAILED_PAYMENT", "sale handles ROLLBACK_INVENTORY", then=on_canceled)
+    compensation = next(s for s in spans if s["name"] == "inventory handles FAILED_PAYMENT")
+    assert compensation["attributes"]["sagactl.kind"] == "compensation"
+    starts = [next(s["start"] for s in spans if s["name"] == n) for n in ("sale submit", "inventory handles CREATED_SALE",
+              "payment handles UPDATED_INVENTORY", "inventory handles FAILED_PAYMENT", "sale handles ROLLBACK_INVENTORY")]
+    assert starts == sorted(starts)  # in event order
 
 
 def test_off_by_default_and_by_the_standard_switch() -> None:

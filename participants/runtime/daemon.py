@@ -22,7 +22,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from participants.contract import STREAM, ContractError, Event, parse_event, replay_subject
-from participants.runtime import broker, jetstream
+from participants.runtime import broker, jetstream, recovery
 from participants.runtime.control import ControlEndpoints
 from participants.runtime.crashpoints import AFTER_COMMIT, MID_BATCH, CrashPoints
 from participants.runtime.database import OutdatedSchema, create_schema, make_engine, seed_once
@@ -70,7 +70,7 @@ class ParticipantDaemon:
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
         self.relay: OutboxRelay | None = None
-        self.window_s = broker.DUPLICATE_WINDOW_S  # the stream's, once asked
+        self.blind_within_s = recovery.blind_limit_s(broker.DUPLICATE_WINDOW_S)  # from the stream's window, once asked
         self.puller: jetstream.PullConsumer | None = None
         self.settler: Settler  # once connected
         # One connection kept open for the hot path: no pool checkout and reset per batch. All
@@ -95,7 +95,7 @@ class ParticipantDaemon:
         retention = Retention.for_consumer(
             window, settings.max_deliver, settings.ack_wait_s, MAX_RETRY_DELAY_S, settings.outbox_keep_s
         )
-        self.window_s = window
+        self.blind_within_s = recovery.blind_limit_s(window)  # a duplicate's unsent rows younger than this are republished
         self.relay = OutboxRelay(None if settings.raw else self.engine, self.nc, self.crash, self.log, retention,
                                  consumer=durable, duplicate_window_s=window, slot=str(settings.replica))
         await self.relay.start()  # what a previous process in this slot never marked sent
@@ -176,7 +176,7 @@ class ParticipantDaemon:
         """The participant's periodic work, at once at start and then every `every_s` seconds."""
         while not self.stopping.is_set():
             try:
-                _, _, messages = run_request(self._connection(), handler, {})
+                _, _, messages = run_request(self.connection(), handler, {})
             except Exception as exc:  # its database failing: try again next time
                 self.log.write("periodic_failed", error=repr(exc))
                 self._reset_connection()
@@ -261,7 +261,7 @@ class ParticipantDaemon:
         assert self.relay is not None
         sent = self.relay.take_sent()
         result = apply_batch(self.connection(), self.participant, [e for _, e in events], lambda: self.crash.reach(MID_BATCH),
-                             sent, [jetstream.delivery_info(m.reply)[0] for m, _ in events], self.window_s)
+                             sent, [jetstream.delivery_info(m.reply)[0] for m, _ in events], self.blind_within_s)
         if result is None:
             self.relay.give_back(sent)
             self._reset_connection()
@@ -295,7 +295,7 @@ class ParticipantDaemon:
         started = time.perf_counter()
         _, deliveries = jetstream.delivery_info(msg.reply)
         try:
-            outcome = apply_event(self.engine, self.participant, event, jetstream.delivery_info(msg.reply)[0], self.window_s)
+            outcome = apply_event(self.engine, self.participant, event, jetstream.delivery_info(msg.reply)[0], self.blind_within_s)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             self.log.write(

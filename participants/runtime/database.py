@@ -72,7 +72,8 @@ class OutboxEntry(SQLModel, table=True):
     payload: bytes = Field(sa_type=LargeBinary)
     created_at: datetime
     sent_at: datetime | None = Field(default=None, index=True)
-    cause_id: str | None = Field(default=None, max_length=64, index=True)
+    # No index of its own: it is only asked for among unsent rows, which the sent_at index finds.
+    cause_id: str | None = Field(default=None, max_length=64)
     claimed_by: str | None = Field(default=None, max_length=128)
     claimed_until: datetime | None = None
 

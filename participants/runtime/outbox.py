@@ -49,6 +49,7 @@ INFO_TIMEOUT_S = 2.0
 class _Group:
     messages: list[Message]
     then: Callable[[], Awaitable[None]] | None
+    since: float  # time.monotonic() when its oldest event was committed
 
 
 class OutboxRelay:
@@ -91,9 +92,11 @@ class OutboxRelay:
             except Exception as exc:  # a locked database: the periodic sweep takes them
                 self._log.write("sweep_failed", error=f"{type(exc).__name__}: {exc}")
 
-    def submit(self, messages: list[Message], then: Callable[[], Awaitable[None]] | None = None) -> None:
-        """Queue committed events; `then` runs once all of them are stored in the stream."""
-        self._queue.append(_Group(messages, then))
+    def submit(
+        self, messages: list[Message], then: Callable[[], Awaitable[None]] | None = None, age_s: float = 0.0
+    ) -> None:
+        """Queue committed events (committed `age_s` ago); `then` runs once all of them are stored."""
+        self._queue.append(_Group(messages, then, time.monotonic() - age_s))
         self._queued += len(messages)
         self._held.update(m[2] for m in messages)
         self._idle.clear()
@@ -152,8 +155,12 @@ class OutboxRelay:
         """Publish queued groups once; True when some message was not stored (it stays queued).
 
         The groups stay at the head of the queue while their PubAcks are awaited (submit only
-        appends), and only what was stored leaves it.
+        appends), and only what was stored leaves it. Nothing is published while disconnected:
+        the client would buffer it and send it on reconnect, however late that is.
         """
+        self._expire()
+        if not self._nc.is_connected:
+            return True
         count = 0
         size = 0
         for group in self._queue:
@@ -194,12 +201,32 @@ class OutboxRelay:
             if len(done) == len(group.messages):
                 await self._follow_up(group)
             else:  # keep only what was not stored; the follow-up waits for the rest
-                retry.append(_Group([m for m, ok in zip(group.messages, flags) if not ok], group.then))
+                retry.append(_Group([m for m, ok in zip(group.messages, flags) if not ok], group.then, group.since))
         self._queue.extendleft(reversed(retry))
         self._queue.extend(raised)
         if retry:
             self._log.write("relay_retry", error=f"{sum(len(g.messages) for g in retry)} events without PubAck")
         return bool(retry or raised)
+
+    def _expire(self) -> None:
+        """Hand groups queued for about a duplicate window back to the table.
+
+        A first copy may be in the stream already (stored, its PubAck lost); publishing it again
+        after the duplicate window would store a second. The rows stay unsent, so the sweep takes
+        them and looks them up first; the consumed events they answer are not acked, come back
+        as duplicates and are acked then.
+        """
+        if self._bind is None or not self._queue:
+            return
+        limit = time.monotonic() - recovery.blind_limit_s(self._window_s)
+        expired = [g for g in self._queue if g.since < limit]
+        if not expired:
+            return
+        self._queue = deque(g for g in self._queue if g.since >= limit)
+        for group in expired:
+            self._queued -= len(group.messages)
+            self._held.difference_update(m[2] for m in group.messages)
+        self._log.write("relay_expired", events=sum(len(g.messages) for g in expired))
 
     async def _follow_up(self, group: _Group) -> None:
         if group.then is None:
@@ -241,7 +268,7 @@ class OutboxRelay:
         """Claim unsent rows nobody publishes (recovery.claim_unsent) and queue them.
 
         Starting, rows of any age are taken, and the leases of this slot's previous process.
-        Rows older than the duplicate window are looked up first; when the lookup fails they stay
+        Rows near or past the duplicate window are looked up first; when the lookup fails they stay
         unsent (claimed by us, so the next sweep asks again): never a blind republish.
         """
         assert self._bind is not None
@@ -258,7 +285,7 @@ class OutboxRelay:
         if old:
             try:
                 stored = await recovery.stored_already(self._nc, [(r.subject, r.event_id, r.created_at) for r in old],
-                                                       self._window_s)
+                                                       recovery.blind_limit_s(self._window_s))
             except recovery.LookupFailed as exc:
                 self._log.write("outbox_recovery_failed", error=str(exc), kept_unsent=len(old))
                 stored = {r.event_id for r in old}  # not to publish now; not marked either
@@ -271,7 +298,15 @@ class OutboxRelay:
         rows = [r for r in rows if r.event_id not in self._held]  # queued meanwhile (a duplicate's republish)
         if rows:
             self._log.write("outbox_swept", rows=len(rows))
-            self.submit([(r.subject, r.payload, r.event_id) for r in rows])
+            now = utc_datetime()
+            looked_up = {r.event_id for r in old}
+            young = [r for r in rows if r.event_id not in looked_up]
+            if young:  # published blindly, only while the duplicate window still covers them
+                age = (now - min(r.created_at for r in young)).total_seconds()
+                self.submit([(r.subject, r.payload, r.event_id) for r in young], age_s=age)
+            absent = [r for r in rows if r.event_id in looked_up]
+            if absent:  # the stream has no copy: the next one stored is the first
+                self.submit([(r.subject, r.payload, r.event_id) for r in absent])
 
     async def _housekeeping(self) -> None:
         if self._bind is None or self._retention is None:

@@ -83,9 +83,15 @@ def claim_unsent(
     return [Claimed(s, bytes(p), i, _utc(c)) for _, s, p, i, c in rows]
 
 
+def blind_limit_s(duplicate_window_s: float) -> float:
+    """How old an event may be and still be published without asking the stream first: a little
+    less than the duplicate window (which starts when a first copy was stored, after the row)."""
+    return duplicate_window_s - min(5.0, duplicate_window_s / 2)
+
+
 def needs_lookup(row: Claimed, duplicate_window_s: float) -> bool:
-    """Older than the duplicate window: a copy of it might already be in the stream, unprotected."""
-    return row.created_at < utc_datetime() - timedelta(seconds=duplicate_window_s)
+    """Near or past the duplicate window: a copy of it might already be in the stream, unprotected."""
+    return row.created_at < utc_datetime() - timedelta(seconds=blind_limit_s(duplicate_window_s))
 
 
 async def stored_already(nc: Client, rows: list[tuple[str, str, datetime]], duplicate_window_s: float) -> set[str]:

@@ -48,8 +48,9 @@ INSERT_OUTBOX = Statement(
     "VALUES (:event_id, :subject, :payload, :at, :cause)"
 )
 # Outbox rows recent enough to republish blindly (the stream's duplicate window still covers a
-# first copy); older ones are left to the sweep, which looks them up first (recovery.py).
-REPUBLISH_WITHIN_S = 120.0
+# first copy); older ones are left to the sweep, which looks them up first. The daemon passes
+# recovery.blind_limit_s of the stream's window; this is that of the default 120 s window.
+REPUBLISH_WITHIN_S = 115.0
 MARK_SENT = Statement(f"UPDATE {_OUTBOX} SET sent_at = :at WHERE event_id = :event_id")
 
 

@@ -26,7 +26,7 @@ def contract(
     started in the state directory (imported from the current directory, as `up` did) and every
     --with given here: the event types they register, with who produces and consumes them.
 
-    Example: sagactl contract --asyncapi --with examples.shipping:participant > saga.asyncapi.json
+    Example: sagactl contract --asyncapi > saga.asyncapi.json
     """
     if asyncapi and json_schema:
         raise UsageError("--asyncapi and --json-schema print different documents: give one of them")

@@ -148,7 +148,8 @@ def _status_report(supervisor: Supervisor, nats_url: str | None) -> dict[str, An
     report["nats_reachable"] = False
     if urls:
         try:
-            report.update(run_async(_stream_report(urls, supervisor.expected_participants())))
+            running = {(p["name"], p["replica"]) for p in report["participants"] if p["running"]}
+            report.update(run_async(_stream_report(urls, running)))
             report["nats_reachable"] = True
         except Unavailable as exc:
             report["nats_error"] = str(exc)
@@ -172,7 +173,7 @@ def _servers_and_databases(supervisor: Supervisor) -> dict[str, Any]:
             "databases": {name: redact_db_url(url) for name, url in databases.items()}}
 
 
-async def _stream_report(urls: list[str], expected: list[str]) -> dict[str, Any]:
+async def _stream_report(urls: list[str], running: set[tuple[str, int]]) -> dict[str, Any]:
     from nats.js.errors import NotFoundError
 
     from participants.contract import DEAD_LETTER_STREAM, STREAM
@@ -184,7 +185,7 @@ async def _stream_report(urls: list[str], expected: list[str]) -> dict[str, Any]
     try:
         js = nc.jetstream()
         result: dict[str, Any] = {"stream": None, "consumers": [], "dead_letters": None,
-                                  "metrics_urls": await metrics_urls(nc, expected)}
+                                  "metrics_urls": await metrics_urls(nc, running)}
         try:
             info = await js.stream_info(STREAM)
         except NotFoundError:

@@ -29,9 +29,10 @@ def metrics(
     """Print the metrics of every participant replica that answers on NATS, summed per participant.
 
     Each participant serves them on /metrics (its URL: `participant list`, `status --json`) for
-    Prometheus; this reads them all once. Exit 1 when no participant answers or none serves metrics.
+    Prometheus; this reads them all once. --targets writes the list Prometheus' file_sd_configs
+    reads. Exit 1 when no participant answers or none serves metrics.
 
-    Example: sagactl metrics --targets > sagactl-targets.json   (for Prometheus' file_sd_configs)
+    Example: sagactl metrics --targets > sagactl-targets.json
     """
     supervisor = Supervisor(state_dir(state))
     urls = supervisor.nats_urls(nats_url)

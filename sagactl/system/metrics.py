@@ -96,12 +96,39 @@ async def scrape_all(answers: list[dict[str, Any]]) -> Merged:
     return merge(answers, dict(zip(urls, results)))
 
 
-async def metrics_urls(nc: Any, expected: list[str]) -> dict[tuple[str, int], str | None]:
-    """(participant, replica) -> its metrics URL (None: off), from the discovery replies."""
-    from sagactl.client import SagaClient
+async def metrics_urls(nc: Any, running: set[tuple[str, int]], window: float = 0.5) -> dict[tuple[str, int], str | None]:
+    """(participant, replica) -> its metrics URL (None: off), from the discovery replies.
 
-    answers = await SagaClient(nc).participants(expected=expected)
-    return {(a["participant"], int(a.get("replica") or 1)): a.get("metrics_url") for a in answers}
+    Returns as soon as every `running` process answered (no grace period: `status` stays fast),
+    else after `window` seconds with whatever answered.
+    """
+    import orjson
+
+    from participants.contract import DISCOVER_SUBJECT
+
+    found: dict[tuple[str, int], str | None] = {}
+    complete = asyncio.Event()
+
+    async def collect(msg: Any) -> None:
+        try:
+            answer = orjson.loads(msg.data)
+            found[(answer["participant"], int(answer.get("replica") or 1))] = answer.get("metrics_url")
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return
+        if running <= set(found):
+            complete.set()
+
+    inbox = nc.new_inbox()
+    subscription = await nc.subscribe(inbox, cb=collect)
+    try:
+        await nc.publish(DISCOVER_SUBJECT, b"{}", reply=inbox)
+        try:
+            await asyncio.wait_for(complete.wait(), window if running else 0)
+        except asyncio.TimeoutError:
+            pass
+    finally:
+        await subscription.unsubscribe()
+    return found
 
 
 def file_sd_targets(sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
