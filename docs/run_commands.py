@@ -87,11 +87,18 @@ def fresh_workdir() -> Path:
 def normalized(document: str) -> list[str]:
     """A document's lines with what changes from run to run (times, ports, pids, ids, table
     widths) blanked: two runs of the same commands on the same code give the same lines."""
-    lines = []
+    lines: list[str] = []
+    cells: list[str] = []  # the words of consecutive table rows: a cell wraps where its column's width says
     for line in document.splitlines():
         line = re.sub(r"[0-9a-f]{8,}", "H", line)
         line = re.sub(r"\d+(\.\d+)?", "N", line)
         line = re.sub(r"[ ─━═]+", " ", line).rstrip()
+        if line.startswith("│"):
+            cells += [word.strip(",") for word in line.replace("│", " ").split() if word.strip(",")]
+            continue
+        if cells:
+            lines.append("│ " + " ".join(sorted(cells)))
+            cells = []
         lines.append(line)
     return lines
 
