@@ -112,8 +112,7 @@ def test_status_and_state_tables_for_people(module_system: Supervisor) -> None:
     tables = sagactl(module_system, "state", env=wide)
     assert tables.exit_code == 0, tables.output
     titles = [line.strip() for line in tables.stdout.splitlines() if " · " in line]
-    assert titles == ["sale · sales", "inventory · inventories", "inventory · reservations", "payment · users",
-                      "payment · payments"]
+    assert titles == ["sale · sales", "inventory · inventories", "inventory · reservations", "payment · users", "payment · payments"]
     assert any("userTest" in line and "100.00" in line for line in tables.stdout.splitlines())
 
 
