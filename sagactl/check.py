@@ -13,7 +13,8 @@ The rules (each violation names its rule in `check`):
 - applied-twice: no event type decided twice for one sale (two distinct events in the stream);
 - stuck: no sale PENDING longer than `stuck_after`; names the last event and who acts next;
 - dead-letter: the dead-letter list is empty;
-- unreachable: a participant did not answer (its rules could not be checked).
+- unreachable: a participant did not answer (its rules could not be checked);
+- unhealthy: a participant process answered its ping but is not connected and consuming.
 
 On a live system the snapshot is not one instant: a sale with events after the check began,
 or PENDING waiting for inventory, may or may not be in the stock read. Such sales widen the
@@ -31,11 +32,13 @@ import nats.errors
 
 from participants.contract import REASON_DEADLINE, REASON_UNKNOWN_SALE, STREAM
 from participants.flow import consumer_of, expected_next
+from participants.runtime.loader import BUILT_IN
 from sagactl.client import SagaClient
 from sagactl.errors import Unavailable
 from sagactl.snapshot import SaleRecord, Snapshot, read_snapshot
 from sagactl.streams.deadletters import DeadLetter, list_dead_letters
 from sagactl.streams.histories import SaleHistory, last_seq, read_histories
+from sagactl.system.health import healthy, ping_replicas, why_unhealthy
 
 FINALIZED, CANCELED, PENDING = "FINALIZED", "CANCELED", "PENDING"
 # Cancels the sale service decides alone: inventory and payment compensate after the fact.
@@ -73,10 +76,13 @@ async def run_checks(client: SagaClient, stuck_after: float = 30.0) -> CheckRepo
         snapshot = await read_snapshot(client)
         histories, until = await read_histories(js)
         dead = await list_dead_letters(js)
+        pings = await ping_replicas(client.nc, list(BUILT_IN))
     except (nats.errors.Error, TimeoutError) as exc:
         raise Unavailable(f"cannot read the streams: {exc or type(exc).__name__}") from None
     audit = Audit(snapshot, histories, before, dead, time.time(), stuck_after)
-    report = CheckReport(audit.violations(), audit.counts(until))
+    sick = [Violation("unhealthy", f"{r['participant']} replica {r.get('replica', 1)}", why_unhealthy(r))
+            for r in pings if not healthy(r)]
+    report = CheckReport(audit.violations() + sick, audit.counts(until))
     report.seconds = time.monotonic() - started
     return report
 

@@ -103,8 +103,12 @@ def test_status_watch_follows_processes(system: Supervisor) -> None:
         first = wait_for(lambda: watch.json_lines(), what="the first report")[0]
         assert all(p["running"] for p in first["participants"]) and first["stream"]["name"] == "SAGA"
         system.stop_participant("payment")
-        stopped = wait_for(lambda: [f for f in watch.json_lines() if not f["healthy"]], what="payment stopped")[0]
-        assert [p["name"] for p in stopped["participants"] if not p["running"]] == ["payment"]
+        assert first["healthy"], first["participants"]
+        # Stopping, it says it no longer consumes (unhealthy while still running); then it is gone.
+        stopped = wait_for(lambda: [f for f in watch.json_lines() if any(not p["running"] for p in f["participants"])],
+                           what="payment stopped")[0]
+        assert not stopped["healthy"] and [p["name"] for p in stopped["participants"] if not p["running"]] == ["payment"]
+        assert all(p["healthy"] for f in watch.json_lines() for p in f["participants"] if p["name"] != "payment")
         assert watch.interrupt() == 0
     finally:
         watch.stop()

@@ -6,6 +6,7 @@ The CLI and the participants both call these, so the stream and its settings hav
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import ssl
@@ -36,6 +37,8 @@ from participants.contract import (
 # JetStream drops a republished message with the same Nats-Msg-Id inside this window; the
 # participants' inboxes catch the copies that arrive later or under another id.
 DUPLICATE_WINDOW_S = 120.0
+# `sagactl status` warns when the SAGA stream holds more than this fraction of its max bytes.
+STREAM_FULL_WARNING = 0.8
 
 
 # asyncio warns on stderr when a server closes a TLS connection that it refused; the refusal
@@ -124,7 +127,10 @@ async def connect(
         async def _reconnected() -> None:
             await on_event("reconnected")
 
-        options.update(disconnected_cb=_disconnected, reconnected_cb=_reconnected)
+        async def _closed() -> None:
+            await on_event("closed")
+
+        options.update(disconnected_cb=_disconnected, reconnected_cb=_reconnected, closed_cb=_closed)
     client = Client()
     try:
         await client.connect(
@@ -159,13 +165,18 @@ def describe(exc: BaseException) -> str:
 def stream_config(
     replicas: int = 1, max_age_s: float = 0, max_bytes: int = -1, duplicate_window_s: float = DUPLICATE_WINDOW_S
 ) -> StreamConfig:
-    """The saga history: file storage, limits retention, so every event stays readable."""
+    """The saga history: file storage, limits retention, so every event stays readable.
+
+    When full it refuses new events (DiscardPolicy NEW: the publisher gets an error and retries)
+    rather than dropping old ones a participant that is down may not have read yet;
+    `sagactl status` warns before that (STREAM_FULL_WARNING).
+    """
     return StreamConfig(
         name=STREAM,
         subjects=STREAM_SUBJECTS,
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
-        discard=DiscardPolicy.OLD,
+        discard=DiscardPolicy.NEW,
         max_age=max_age_s or None,
         max_bytes=max_bytes,
         duplicate_window=duplicate_window_s,
@@ -187,12 +198,17 @@ async def ensure_streams(
     js: JetStreamContext, replicas: int = 1, max_age_s: float = 0, max_bytes: int = -1,
     duplicate_window_s: float = DUPLICATE_WINDOW_S,
 ) -> None:
-    """Create the saga stream and the dead-letter stream unless they exist (never reconfigure)."""
+    """Create the saga stream and the dead-letter stream unless they exist (never reconfigure,
+    except a SAGA stream of an older version that still discards old events when full)."""
     for config in (stream_config(replicas, max_age_s, max_bytes, duplicate_window_s), dead_letter_config(replicas)):
         try:
-            await js.stream_info(config.name)
+            info = await js.stream_info(config.name)
         except NotFoundError:
             await js.add_stream(config)
+            continue
+        if config.name == STREAM and info.config.discard != DiscardPolicy.NEW:
+            info.config.discard = DiscardPolicy.NEW
+            await js.update_stream(info.config)
 
 
 def consumer_config(
@@ -218,17 +234,24 @@ def consumer_config(
     )
 
 
-async def ensure_consumer(js: JetStreamContext, config: ConsumerConfig) -> None:
-    """Create the durable consumer, or update it in place when its filters or retry settings changed."""
+async def ensure_consumer(js: JetStreamContext, config: ConsumerConfig) -> bool:
+    """Create the durable consumer if it is missing; else change only what really differs (its
+    filters, ack wait or max deliveries) and keep the rest as it is on the server: replicas
+    share the consumer, and each one starting must not reset it. True when it wrote the config."""
     try:
         info = await js.consumer_info(STREAM, config.durable_name or "")
     except NotFoundError:
         await js.add_consumer(STREAM, config)
-        return
+        return True
     current = info.config
-    if (
-        sorted(current.filter_subjects or [current.filter_subject or ""]) != sorted(config.filter_subjects or [])
-        or current.ack_wait != config.ack_wait
-        or (current.max_deliver or -1) != config.max_deliver
-    ):
-        await js.add_consumer(STREAM, config)
+    changes: dict[str, Any] = {}
+    if sorted(current.filter_subjects or [current.filter_subject or ""]) != sorted(config.filter_subjects or []):
+        changes.update(filter_subject=None, filter_subjects=config.filter_subjects)
+    if current.ack_wait is None or abs(current.ack_wait - (config.ack_wait or 0)) > 1e-6:
+        changes["ack_wait"] = config.ack_wait
+    if (current.max_deliver or -1) != config.max_deliver:
+        changes["max_deliver"] = config.max_deliver
+    if not changes:
+        return False
+    await js.add_consumer(STREAM, dataclasses.replace(current, **changes))
+    return True

@@ -20,6 +20,7 @@ from participants.contract import DISCOVER_SUBJECT, SUBJECTS, ContractError, con
 from participants.runtime.crashpoints import AFTER_COMMIT
 from participants.runtime.database import table_rows
 from participants.runtime.rows import read_page
+from participants.runtime.settle import database_failed
 from participants.runtime.transaction import Message, outbox_messages, run_request
 
 if TYPE_CHECKING:
@@ -45,8 +46,10 @@ class ControlEndpoints:
             await nc.subscribe(control_subject(name, verb), queue=name, cb=self.on_request)
 
     async def on_ping(self, msg: Msg) -> None:
+        # `sagactl status` and `check` call a process healthy only when it says it consumes.
         body = {"participant": self.name, "replica": self.daemon.settings.replica, "pid": os.getpid(),
-                "metrics_url": self.daemon.metrics.url}
+                "metrics_url": self.daemon.metrics.url,
+                "connected": bool(self.daemon.nc and self.daemon.nc.is_connected), "consuming": self.daemon.consuming}
         await msg.respond(orjson.dumps(body))
 
     async def on_discover(self, msg: Msg) -> None:
@@ -105,13 +108,14 @@ class ControlEndpoints:
                 reply, emitted = daemon.simulation.request(verb, body)
                 messages = outbox_messages(emitted)
             else:
-                reply, emitted, messages = run_request(daemon.connection(), daemon.participant.requests[verb], body)
+                reply, emitted, messages = run_request(daemon.db.get(), daemon.participant.requests[verb], body)
             daemon.metrics.requested(emitted)
             if daemon.tracing.enabled and emitted:
                 daemon.tracing.requested(msg.headers, verb, emitted, time.perf_counter() - started)
         except (ContractError, orjson.JSONDecodeError) as exc:
             reply = {"error": str(exc)}
         except Exception as exc:
+            daemon.db.reset(reopen=database_failed(exc))
             daemon.log.write("request_failed", request=verb, error=repr(exc))
             reply = {"error": f"{self.name} could not handle {verb}: {exc}"}
         await msg.respond(orjson.dumps(reply))

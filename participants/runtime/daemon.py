@@ -4,8 +4,9 @@ Order of work for a pulled batch: all its events are applied in one transaction 
 each in its own, when the batch fails: a poison event cannot roll back its neighbours); the
 committed events go to the outbox relay, and the consumed messages are acked once the relay
 has them stored in the stream. An ack is only ever sent after the commit and the publish it
-confirms. While the relay waits for PubAcks the loop applies the next batch. The control
-endpoints live in control.py; what a failed event becomes (retry, dead letter) in settle.py.
+confirms. While the relay waits for PubAcks the loop applies the next batch. A batch's way
+from messages to settled is batches.py; the control endpoints live in control.py; what a failed
+event becomes (retry, dead letter) in settle.py; the kept database connection in kept.py.
 """
 
 from __future__ import annotations
@@ -16,38 +17,32 @@ import signal
 import time
 
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from sqlalchemy import Connection
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from participants.contract import STREAM, ContractError, Event, parse_event, replay_subject
+from participants.contract import STREAM
 from participants.runtime import broker, jetstream, recovery
+from participants.runtime.batches import BatchHandler
 from participants.runtime.control import ControlEndpoints
-from participants.runtime.crashpoints import AFTER_COMMIT, MID_BATCH, CrashPoints
+from participants.runtime.crashpoints import CrashPoints
 from participants.runtime.database import OutdatedSchema, create_schema, make_engine, seed_once
 from participants.runtime.eventlog import EventLog
 from participants.runtime.faults import with_faults
+from participants.runtime.kept import KeptConnection
 from participants.runtime.metrics import MetricsSettings, RuntimeMetrics, count_inbox
 from participants.runtime.outbox import OutboxRelay
-from participants.runtime.participant import Participant, RequestHandler, Simulation, as_events
+from participants.runtime.participant import Participant, RequestHandler, Simulation
 from participants.runtime.retention import Retention
 from participants.runtime.settings import ConfigError, Settings
-from participants.runtime.settle import MAX_RETRY_DELAY_S, Settler, Verdict, failure_action
+from participants.runtime.settle import MAX_RETRY_DELAY_S, Settler, database_failed
 from participants.runtime.tracing import Tracing
-from participants.runtime.transaction import (
-    Applied,
-    Message,
-    Outcome,
-    apply_batch,
-    apply_event,
-    outbox_messages,
-    run_request,
-)
+from participants.runtime.transaction import run_request
 
 FETCH_TIMEOUT_S = 0.5
 PULL_EXPIRES_S = 5.0
 DECLARE_TIMEOUT_S = 15.0
+# Replicas creating one new SQLite file together wait for each other's schema lock this long.
+STARTUP_BUSY_TIMEOUT_S = 30.0
 # Stop pulling while this many committed events wait for their PubAck (NATS slow or away).
 MAX_RELAY_BACKLOG = 8192
 
@@ -60,6 +55,8 @@ class ParticipantDaemon:
         self.crash = CrashPoints(settings.crash_point)
         self.metrics = RuntimeMetrics(participant.name, MetricsSettings.from_env())
         self.tracing = Tracing(participant.name, settings.replica)  # off unless OTEL_* variables ask
+        # The busy timeout bounds how long the event loop can wait for a lock: short, with the
+        # retry by a delayed NAK (settle.py); only the start (schema, seed) waits longer.
         self.engine = make_engine(settings.db_url, settings.sqlite_synchronous, settings.sqlite_busy_timeout_s)
         self.simulation: Simulation | None = None
         if settings.raw:
@@ -73,16 +70,20 @@ class ParticipantDaemon:
         self.blind_within_s = recovery.blind_limit_s(broker.DUPLICATE_WINDOW_S)  # from the stream's window, once asked
         self.puller: jetstream.PullConsumer | None = None
         self.settler: Settler  # once connected
-        # One connection kept open for the hot path: no pool checkout and reset per batch. All
-        # database work runs on the event-loop thread, one transaction after the other.
-        self.db: Connection | None = None
+        self.db = KeptConnection(self.engine)
+        self.batches = BatchHandler(self)
+        self.lost: str | None = None  # why the NATS connection closed for good, if it did
 
     # -- start and stop -------------------------------------------------------------------
     async def serve(self) -> None:
-        create_schema(self.engine, self.participant.all_tables)
-        if seed_once(self.engine, self.participant.seed()):
-            self.log.write("seeded")
-        self.db = self.engine.connect()
+        starting = make_engine(self.settings.db_url, self.settings.sqlite_synchronous, STARTUP_BUSY_TIMEOUT_S)
+        try:
+            create_schema(starting, self.participant.all_tables)
+            if seed_once(starting, self.participant.seed()):
+                self.log.write("seeded")
+        finally:
+            starting.dispose()
+        self.db.get()
         self.nc = await broker.connect(
             self.settings.nats_urls, f"{self.participant.name}-{self.settings.replica}", on_event=self._on_connection
         )
@@ -102,7 +103,7 @@ class ParticipantDaemon:
         self.metrics.outbox_backlog = lambda: self.relay.backlog  # type: ignore[union-attr]
         self.metrics.serve()
         if not settings.raw:
-            self.metrics.sample_inbox(lambda: count_inbox(self.connection()), self.stopping)
+            self.metrics.sample_inbox(lambda: count_inbox(self.db.get()), self.stopping)
         await ControlEndpoints(self).subscribe()
         self.puller = jetstream.PullConsumer(self.nc, STREAM, durable, settings.batch_size, PULL_EXPIRES_S)
         await self.puller.start()
@@ -134,11 +135,13 @@ class ParticipantDaemon:
                 await self.nc.close()
             except Exception:  # stopped while NATS was away: the client's transport is already gone
                 pass
-            self._reset_connection()
+            self.db.reset()
             self.engine.dispose()
             self.metrics.stop()
             self.tracing.shutdown()
             self.log.write("stopped")
+        if self.lost is not None:
+            raise broker.BrokerUnavailable(f"the NATS connection closed for good: {self.lost}")
 
     async def _declare(self, durable: str) -> None:
         """Create the streams and this participant's consumer, waiting out a server still starting."""
@@ -171,15 +174,26 @@ class ParticipantDaemon:
         if what == "reconnected" and self.puller is not None:
             self.puller.forget_requests()
         self.log.write("nats", state=what)
+        if what == "closed" and not self.stopping.is_set():
+            # nats-py gave up (a protocol error, a server that closed us): nothing is consumed
+            # any more, so exit non-zero for a supervisor to see, rather than run off-line.
+            self.lost = str(self.nc.last_error or "closed by the client") if self.nc else "closed"
+            self.stopping.set()
+
+    @property
+    def consuming(self) -> bool:
+        """Connected, pulling, and served by the consumer lately (the ping reply says so)."""
+        return (self.nc is not None and self.nc.is_connected and self.puller is not None
+                and not self.stopping.is_set() and self.puller.served_recently())
 
     async def _periodic(self, every_s: float, handler: RequestHandler) -> None:
         """The participant's periodic work, at once at start and then every `every_s` seconds."""
         while not self.stopping.is_set():
             try:
-                _, _, messages = run_request(self.connection(), handler, {})
+                _, _, messages = run_request(self.db.get(), handler, {})
             except Exception as exc:  # its database failing: try again next time
                 self.log.write("periodic_failed", error=repr(exc))
-                self._reset_connection()
+                self.db.reset(reopen=database_failed(exc))
                 messages = []
             if messages:
                 self.relay.submit(messages)  # type: ignore[union-attr]
@@ -207,124 +221,7 @@ class ParticipantDaemon:
             while puller.problems:
                 self.log.write("pull_status", description=puller.problems.popleft())
             if msgs:
-                await self._handle_batch(msgs)
-
-    async def _handle_batch(self, msgs: list[Msg]) -> None:
-        """Apply a batch, hand its events to the relay with the acks to send once they are stored."""
-        started = time.perf_counter()
-        events: list[tuple[Msg, Event]] = []
-        settled: list[tuple[Msg, Verdict]] = []
-        for msg in msgs:
-            try:
-                events.append((msg, self._parse(msg)))
-            except ContractError as exc:
-                settled.append((msg, Verdict("dead", f"poison: {exc}")))
-        to_ack: list[Msg] = []
-        messages: list[Message] = []
-        batch = self._apply_batch(events) if events else None
-        if batch is not None:
-            outcomes, messages = batch
-            per_event_ms = (time.perf_counter() - started) * 1000 / len(events)
-            for (msg, event), outcome in zip(events, outcomes):
-                to_ack.append(msg)
-                self._log_outcome(msg, event, outcome, per_event_ms)
-        else:
-            for index, (msg, event) in enumerate(events):
-                verdict, emitted = self._apply_one(msg, event)
-                if verdict.action == "ack":
-                    to_ack.append(msg)
-                    messages.extend(outbox_messages(emitted))
-                    if index == 0 and len(events) > 1:
-                        self.crash.reach(MID_BATCH)
-                else:
-                    settled.append((msg, verdict))
-        if os.environ.get("SAGACTL_DEBUG_BATCH"):
-            self.log.write("batch", size=len(msgs), age_ms=round((time.time() - int(msgs[0].reply.split(".")[7]) / 1e9) * 1000, 2),
-                           took_ms=round((time.perf_counter() - started) * 1000, 2), backlog=self.relay.backlog)
-        self.log.flush()
-        self.metrics.batch(len(msgs), time.perf_counter() - started)
-        if to_ack:
-            self.crash.reach(AFTER_COMMIT)
-            replies = [msg.reply for msg in to_ack]
-            self.relay.submit(messages, then=lambda: self.settler.ack(replies))  # type: ignore[union-attr]
-        for msg, verdict in settled:
-            self.metrics.settled(msg.subject, verdict.action, jetstream.delivery_info(msg.reply)[1])
-            if self.tracing.enabled:
-                self.tracing.settled(msg.headers, msg.data, verdict.action, jetstream.delivery_info(msg.reply)[1])
-            await self.settler.settle(msg, verdict)
-
-    def _apply_batch(self, events: list[tuple[Msg, Event]]) -> tuple[list[Outcome], list[Message]] | None:
-        """All events in one transaction (or, raw, in memory); None when the batch failed as a whole."""
-        if self.simulation is not None:
-            outcomes = [Outcome(Applied.DONE, as_events(self.simulation.handle(e))) for _, e in events]
-            return outcomes, [m for o in outcomes for m in outbox_messages(o.emitted)]
-        assert self.relay is not None
-        sent = self.relay.take_sent()
-        result = apply_batch(self.connection(), self.participant, [e for _, e in events], lambda: self.crash.reach(MID_BATCH),
-                             sent, [jetstream.delivery_info(m.reply)[0] for m, _ in events], self.blind_within_s)
-        if result is None:
-            self.relay.give_back(sent)
-            self._reset_connection()
-            return None
-        return result.outcomes, result.messages
-
-    def connection(self) -> Connection:
-        if self.db is None or self.db.closed or self.db.invalidated:
-            self.db = self.engine.connect()
-        return self.db
-
-    def _reset_connection(self) -> None:
-        """Close the kept connection (after a failed batch: the next one starts afresh)."""
-        if self.db is not None:
-            try:
-                self.db.close()
-            except Exception:
-                pass
-        self.db = None
-
-    def _parse(self, msg: Msg) -> Event:
-        event = parse_event(msg.data)
-        if event.type not in self.participant.handlers:
-            raise ContractError(f"{self.participant.name} does not handle {event.type}")
-        if msg.subject != event.subject and msg.subject != replay_subject(self.participant.name):
-            raise ContractError(f"{event.type} published on {msg.subject}, expected {event.subject}")
-        return event
-
-    def _apply_one(self, msg: Msg, event: Event) -> tuple[Verdict, list[Event]]:
-        """Apply one event in its own transaction and say what to tell JetStream about it."""
-        started = time.perf_counter()
-        _, deliveries = jetstream.delivery_info(msg.reply)
-        try:
-            outcome = apply_event(self.engine, self.participant, event, jetstream.delivery_info(msg.reply)[0], self.blind_within_s)
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            self.log.write(
-                "failed", flush=False, event_id=event.event_id, sale_id=event.sale_id, type=event.type,
-                deliveries=deliveries, error=error,
-            )
-            return Verdict(failure_action(exc, deliveries, self.settings.max_deliver), error), []
-        if outcome.applied is Applied.RACED:
-            return Verdict("retry", "raced with another replica"), []
-        self._log_outcome(msg, event, outcome, (time.perf_counter() - started) * 1000)
-        return Verdict("ack"), outcome.emitted
-
-    def _log_outcome(self, msg: Msg, event: Event, outcome: Outcome, ms: float) -> None:
-        deliveries = jetstream.delivery_info(msg.reply)[1]
-        self.metrics.handled(event.type, outcome.applied is Applied.DONE, outcome.emitted, deliveries)
-        if self.tracing.enabled:
-            self.tracing.handled(msg.headers, event, "applied" if outcome.applied is Applied.DONE else "duplicate",
-                                 outcome.emitted, deliveries, ms / 1000)
-        self.log.write(
-            "handled" if outcome.applied is Applied.DONE else "duplicate",
-            flush=False,
-            event_id=event.event_id,
-            sale_id=event.sale_id,
-            type=event.type,
-            emitted=[e.type for e in outcome.emitted],
-            reason=next((e.reason for e in outcome.emitted if e.reason), None),
-            deliveries=deliveries,
-            ms=round(ms, 3),
-        )
+                await self.batches.handle(msgs)
 
 
 def run(participant: Participant, settings: Settings | None = None) -> None:

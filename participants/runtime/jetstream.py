@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import MaxPayloadError
 
 from participants.runtime.tracing import TRACEPARENTS
 
@@ -36,6 +37,12 @@ STATUS = "Status"
 DESCRIPTION = "Description"
 PENDING_MESSAGES = "Nats-Pending-Messages"
 ACK = b"+ACK"
+RECONNECT_CHECK_S = 0.1  # how often a publish waiting for PubAcks looks for a reconnect
+# An idle pull request expires every few seconds (408): this much later without one, or a message,
+# the consumer no longer serves us (deleted, its server lost it). A busy loop gets the margin.
+SERVED_GRACE_S = 5.0
+# Room for a published event's headers (Nats-Msg-Id, traceparent) within max_payload.
+PUBLISH_HEADROOM = 512
 TERM = b"+TERM"
 
 
@@ -106,6 +113,7 @@ class PullConsumer:
         self._sub: Any = None
         self._owed = 0
         self._heard_at = time.monotonic()
+        self._served_at = time.monotonic()  # the last message or expired request: the consumer serves us
         self._buffer: deque[Msg] = deque()
         self._ready = asyncio.Event()
         self._stopping = False
@@ -149,6 +157,11 @@ class PullConsumer:
                     self._buffer.clear()
                     return
 
+    def served_recently(self) -> bool:
+        """Whether the consumer answered our pull requests lately (a message, or one expiring
+        empty): a deleted consumer or a server that lost it answers with errors or not at all."""
+        return time.monotonic() - self._served_at < self._expires_s + SERVED_GRACE_S
+
     def forget_requests(self) -> None:
         """After a reconnect the server may have lost our pull requests: ask again from zero."""
         self._owed = 0
@@ -183,6 +196,7 @@ class PullConsumer:
         self._heard_at = time.monotonic()
         status = status_of(msg)
         if status is None:
+            self._served_at = self._heard_at
             if self._owed > 0:
                 self._owed -= 1
             self._buffer.append(msg)
@@ -195,6 +209,8 @@ class PullConsumer:
             self._owed = max(self._owed - int(pending), 0)
         else:
             self._owed = 0
+        if status == "408":
+            self._served_at = self._heard_at
         if status == "409":
             self.problems.append(str(headers.get(DESCRIPTION, "409")))
         self._ready.set()  # wake the loop so it sends a new request
@@ -232,6 +248,12 @@ class PubAcks:
         """
         if not messages:
             return []
+        # nats-py checks only the payload against max_payload; the server counts the headers too
+        # and closes a connection that goes over, after which nats-py gives up on it for good.
+        limit = self._nc.max_payload - PUBLISH_HEADROOM
+        for subject, payload, _ in messages:
+            if len(payload) > limit:
+                raise MaxPayloadError(f"{subject}: {len(payload)} bytes and headers exceed the server's max_payload")
         pending = _Pending(len(messages), asyncio.get_running_loop().create_future())
         replies = []
         for index, (subject, payload, msg_id) in enumerate(messages):
@@ -245,10 +267,20 @@ class PubAcks:
                 if traceparent is not None:
                     headers["traceparent"] = traceparent
             await self._nc.publish(subject, payload, reply=reply, headers=headers)
+        reconnects = self._nc.stats["reconnects"]
+        deadline = time.monotonic() + timeout
         try:
-            await asyncio.wait_for(asyncio.shield(pending.done), timeout)
-        except asyncio.TimeoutError:
-            pass
+            # In slices: a PubAck owed by a server we lost never comes, so after a reconnect the
+            # rest count as not stored at once (republished, deduplicated by their msg ids)
+            # instead of after the whole timeout.
+            while not pending.done.done() and self._nc.stats["reconnects"] == reconnects:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(asyncio.shield(pending.done), min(left, RECONNECT_CHECK_S))
+                except asyncio.TimeoutError:
+                    pass
         finally:
             for reply in replies:
                 self._waiting.pop(reply, None)

@@ -77,8 +77,9 @@ class Settings:
     # "point" or "point:N": kill this process with SIGKILL the Nth time the point is reached.
     crash_point: str | None = None
     sqlite_synchronous: str = "NORMAL"
-    # How long a transaction waits for another writer's lock before the event is naked and retried.
-    sqlite_busy_timeout_s: float = 30.0
+    # How long a transaction waits for another writer's lock before the batch is naked and
+    # retried: it blocks the event loop (pings, PubAcks, SIGTERM) meanwhile, so it is short.
+    sqlite_busy_timeout_s: float = 1.0
     stream_replicas: int = 1
     # Bounds of the SAGA stream when this process creates it (0 / -1: unlimited); see docs/performance.md.
     stream_max_age_s: float = 0.0
@@ -116,7 +117,7 @@ class Settings:
             ack_wait_s=_env("SAGACTL_ACK_WAIT", 30.0, float, 0.1),
             crash_point=crash_point,
             sqlite_synchronous=synchronous,
-            sqlite_busy_timeout_s=_env("SAGACTL_SQLITE_BUSY_TIMEOUT", 30.0, float, 0.0),
+            sqlite_busy_timeout_s=_env("SAGACTL_SQLITE_BUSY_TIMEOUT", 1.0, float, 0.0),
             stream_replicas=_env("SAGACTL_STREAM_REPLICAS", 1, int, 1),
             stream_max_age_s=_env("SAGACTL_STREAM_MAX_AGE", 0.0, float, 0.0),
             stream_max_bytes=_env("SAGACTL_STREAM_MAX_BYTES", 1 << 30, int, -1),

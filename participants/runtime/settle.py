@@ -23,10 +23,14 @@ from participants.runtime.eventlog import EventLog
 from participants.runtime.participant import TransientError
 
 MAX_RETRY_DELAY_S = 5.0
+# The header of a dead letter whose body stayed in the SAGA stream (at Sagactl-Stream-Seq).
+BY_REFERENCE = "Sagactl-By-Reference"
 # SQLite primary result codes that describe the database's condition, not the statement:
-# BUSY, LOCKED, IOERR, FULL, CANTOPEN, PROTOCOL. ("no such column" is also an OperationalError
-# in SQLite, but a handler bug: it must end in the dead-letter list, not retry for ever.)
-TRANSIENT_SQLITE_CODES = frozenset({5, 6, 10, 13, 14, 15})
+# BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL. ("no such column" is also an
+# OperationalError in SQLite, but a handler bug: it must end in the dead-letter list.)
+TRANSIENT_SQLITE_CODES = frozenset({5, 6, 8, 10, 13, 14, 15})
+# Room for the dead letter's headers (`NATS/1.0`, names and values) within the server's max_payload.
+DEAD_LETTER_HEADROOM = 2048
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,12 @@ def is_transient(exc: BaseException) -> bool:
         return (code & 0xFF) in TRANSIENT_SQLITE_CODES
     # Other drivers: PEP 249's OperationalError means the server or the connection failed.
     return isinstance(exc, OperationalError) or any(k.__name__ == "OperationalError" for k in type(driver_error).__mro__)
+
+
+def database_failed(exc: BaseException) -> bool:
+    """The participant's own database failed (not a handler asking for a retry): the whole
+    batch is naked and the connection reopened."""
+    return is_transient(exc) and not isinstance(exc, TransientError)
 
 
 def failure_action(exc: BaseException, deliveries: int, max_deliver: int) -> Literal["retry", "dead"]:
@@ -98,7 +108,12 @@ class Settler:
             self.log.write("settle_failed", action=verdict.action, error=broker.describe(exc))
 
     async def dead_letter(self, msg: Msg, error: str) -> None:
-        """Park an event that cannot be applied, with why, so it blocks nothing and is not lost."""
+        """Park an event that cannot be applied, with why, so it blocks nothing and is not lost.
+
+        An event too large to copy with these headers (the server closes a connection that
+        publishes over its max_payload, and nats-py then gives up on it for good) is parked by
+        reference: its stream sequence and size, the body left in the SAGA stream.
+        """
         meta = msg.metadata
         headers = {
             "Sagactl-Error": error[:1000],
@@ -106,7 +121,13 @@ class Settler:
             "Sagactl-Participant": self.name,
             "Sagactl-Stream-Seq": str(meta.sequence.stream),
             "Sagactl-Deliveries": str(meta.num_delivered),
+            "Sagactl-Size": str(len(msg.data)),
             "Nats-Msg-Id": f"dlq-{self.name}-{meta.sequence.stream}",
         }
-        await self.js.publish(f"{DEAD_LETTER_SUBJECT_ROOT}.{self.name}", msg.data, headers=headers)
-        self.log.write("dead_letter", stream_seq=meta.sequence.stream, error=error)
+        body = msg.data
+        if len(body) + DEAD_LETTER_HEADROOM > self.nc.max_payload:
+            headers[BY_REFERENCE] = "too large to copy"
+            body = b""
+        await self.js.publish(f"{DEAD_LETTER_SUBJECT_ROOT}.{self.name}", body, headers=headers)
+        self.log.write("dead_letter", stream_seq=meta.sequence.stream, error=error, size=len(msg.data),
+                       by_reference=not body)

@@ -32,6 +32,7 @@ from sqlmodel import Session
 from participants.contract import Event, parse_event
 from participants.runtime.database import InboxEntry, OutboxEntry, utc_datetime
 from participants.runtime.participant import Participant, RequestHandler
+from participants.runtime.settle import database_failed
 from participants.runtime.sql import Statement, db_time
 
 # (subject, payload, event id): an outbox row as the relay publishes it.
@@ -184,7 +185,9 @@ def apply_batch(
             mark_sent(connection, sent, now)
             # Only when the batch has duplicates: no extra statement on the common path.
             again = unsent_of(connection, duplicates, now - timedelta(seconds=republish_within_s))
-    except Exception:
+    except Exception as exc:
+        if database_failed(exc):  # not the events' fault: the daemon naks the batch
+            raise
         return None
     fresh = {m[2] for m in messages}
     return BatchResult(outcomes, messages + [m for m in again if m[2] not in fresh])

@@ -107,8 +107,9 @@ def status(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: J
            watch: WatchOption = False, interval: IntervalOption = 1.0, creds: CredsOption = None, tls_ca: TlsCaOption = None) -> None:
     """Show the NATS URL, each participant process, the stream and each consumer's backlog.
 
-    Exit 0 when every participant runs and NATS answers, 3 when NATS does not answer, 1 when a
-    participant is not running. --watch redraws it in place.
+    Exit 0 when NATS answers and every participant process runs and says it is connected and
+    consuming, 3 when NATS does not answer, 1 otherwise. Warns when the stream is over 80 % full
+    (it then refuses new events). --watch redraws it in place.
 
     Example: sagactl status --json
     """
@@ -144,21 +145,44 @@ def _status_report(supervisor: Supervisor, nats_url: str | None) -> dict[str, An
         for p in supervisor.processes()
     ]
     report.update(_servers_and_databases(supervisor))
-    report["stream"], report["consumers"], report["dead_letters"] = None, [], None
+    report["stream"], report["consumers"], report["dead_letters"], report["warnings"] = None, [], None, []
     report["nats_reachable"] = False
+    pings: list[dict[str, Any]] = []
     if urls:
+        running = [p for p in report["participants"] if p["running"]]
         try:
-            running = {(p["name"], p["replica"]) for p in report["participants"] if p["running"]}
-            report.update(run_async(_stream_report(urls, running)))
+            result = run_async(_stream_report(urls, {(p["name"], p["replica"]) for p in running},
+                                              sorted({p["name"] for p in running}), len(running)))
+            pings = result.pop("pings")
+            report.update(result)
             report["nats_reachable"] = True
         except Unavailable as exc:
             report["nats_error"] = str(exc)
     metrics_urls = report.pop("metrics_urls", {})  # from the discovery replies: None when metrics are off
     for p in report["participants"]:
         p["metrics_url"] = metrics_urls.get((p["name"], p["replica"]))
-    healthy = report["nats_reachable"] and bool(report["participants"]) and all(p["running"] for p in report["participants"])
+    _judge_processes(report["participants"], pings)
+    stream = report["stream"]
+    if stream and stream["max_bytes"] > 0 and stream["bytes"] > stream["warn_above"] * stream["max_bytes"]:
+        report["warnings"].append(f"stream {stream['name']} is {100 * stream['bytes'] // stream['max_bytes']}% full "
+                                  f"({stream['bytes']} of {stream['max_bytes']} bytes): when full it refuses new events")
+    healthy = report["nats_reachable"] and bool(report["participants"]) and all(p["healthy"] for p in report["participants"])
     report["healthy"] = healthy
     return report
+
+
+def _judge_processes(processes: list[dict[str, Any]], pings: list[dict[str, Any]]) -> None:
+    """A running process is healthy only when its ping reply says connected and consuming."""
+    from sagactl.system.health import healthy, why_unhealthy
+
+    by_pid = {reply.get("pid"): reply for reply in pings}
+    for process in processes:
+        reply = by_pid.get(process["pid"]) if process["running"] else None
+        process["connected"] = bool(reply and reply.get("connected") is True)
+        process["consuming"] = bool(reply and reply.get("consuming") is True)
+        process["healthy"] = process["running"] and healthy(reply)
+        if process["running"] and not process["healthy"]:
+            process["problem"] = why_unhealthy(reply)
 
 
 def _servers_and_databases(supervisor: Supervisor) -> dict[str, Any]:
@@ -173,11 +197,13 @@ def _servers_and_databases(supervisor: Supervisor) -> dict[str, Any]:
             "databases": {name: redact_db_url(url) for name, url in databases.items()}}
 
 
-async def _stream_report(urls: list[str], running: set[tuple[str, int]]) -> dict[str, Any]:
+async def _stream_report(urls: list[str], replicas: set[tuple[str, int]], running: list[str], processes: int) -> dict[str, Any]:
     from nats.js.errors import NotFoundError
 
     from participants.contract import DEAD_LETTER_STREAM, STREAM
+    from participants.runtime import broker
     from sagactl.system.connection import connect
+    from sagactl.system.health import ping_replicas
 
     from sagactl.system.metrics import metrics_urls
 
@@ -185,13 +211,16 @@ async def _stream_report(urls: list[str], running: set[tuple[str, int]]) -> dict
     try:
         js = nc.jetstream()
         result: dict[str, Any] = {"stream": None, "consumers": [], "dead_letters": None,
-                                  "metrics_urls": await metrics_urls(nc, running)}
+                                  "metrics_urls": await metrics_urls(nc, replicas)}
+        result["pings"] = await ping_replicas(nc, running, expected=processes) if running else []
         try:
             info = await js.stream_info(STREAM)
         except NotFoundError:
             return result
         result["stream"] = {"name": STREAM, "messages": info.state.messages, "bytes": info.state.bytes,
                             "first_seq": info.state.first_seq, "last_seq": info.state.last_seq,
+                            "max_bytes": info.config.max_bytes if info.config.max_bytes is not None else -1,
+                            "warn_above": broker.STREAM_FULL_WARNING,
                             "replicas": info.config.num_replicas, "leader": info.cluster.leader if info.cluster else None}
         for consumer in await js.consumers_info(STREAM):
             result["consumers"].append({

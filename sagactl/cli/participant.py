@@ -53,6 +53,7 @@ def run(
     Example: sagactl participant run examples.shipping:participant
     """
     from participants.runtime import run as run_participant
+    from sagactl.system.connection import redact_db_url
     from participants.runtime.settings import db_url_env, to_env
 
     participant = load(reference)
@@ -67,7 +68,7 @@ def run(
     # The same environment `sagactl up` gives the processes it starts.
     os.environ.update(supervisor.participant_env(participant.name, replica, urls, extra))
     err.print(f"participant {participant.name}: NATS {supervisor.describe_url(urls)}, "
-              f"database {os.environ[db_url_env(participant.name)]}; Ctrl-C stops it")
+              f"database {redact_db_url(os.environ[db_url_env(participant.name)])}; Ctrl-C stops it")
     run_participant(participant)
 
 

@@ -161,7 +161,7 @@ class SagactlGroup(TyperGroup):
         except click_errors.ClickException as exc:
             _error(exc.format_message())
             sys.exit(exc.exit_code)
-        except click_errors.Abort:
+        except typer.Abort:  # (typer 0.29 has no Abort in its vendored click exceptions)
             _error("aborted")
             sys.exit(int(ExitCode.FAILED))
         sys.exit(result if isinstance(result, int) else 0)

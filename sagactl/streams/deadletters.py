@@ -22,6 +22,7 @@ from nats.js import JetStreamContext
 from participants.contract import (
     DEAD_LETTER_STREAM,
     DEAD_LETTER_SUBJECT_ROOT,
+    STREAM,
     SUBJECT_ROOT,
     replay_subject,
 )
@@ -121,7 +122,10 @@ async def replay(js: JetStreamContext, seqs: list[int] | None) -> list[DeadLette
         if not letter.subject.startswith(f"{SUBJECT_ROOT}."):
             raise SagactlError(f"dead letter {letter.seq} has no saga subject to replay to ({letter.subject!r})")
     for letter in letters:
-        await js.publish(replay_subject(letter.participant), letter.data, timeout=PUBLISH_TIMEOUT_S,
+        data = letter.data
+        if not data and letter.stream_seq:  # parked by reference (too large to copy): the body is in SAGA
+            data = (await js.get_msg(STREAM, letter.stream_seq)).data or b""
+        await js.publish(replay_subject(letter.participant), data, timeout=PUBLISH_TIMEOUT_S,
                          headers={"Nats-Msg-Id": f"replay-{letter.seq}-{uuid.uuid4().hex}"})
         await js.delete_msg(DEAD_LETTER_STREAM, letter.seq)
     return letters

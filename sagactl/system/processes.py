@@ -71,6 +71,14 @@ def port_closes(port: int, timeout: float = 2.0) -> bool:
     return True
 
 
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return "X"
+
+
 def pid_alive(pid: int | None) -> bool:
     """True while the process runs or is still exiting; reaps it when it is our own finished child.
 
@@ -79,12 +87,10 @@ def pid_alive(pid: int | None) -> bool:
     """
     if not pid:
         return False
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            state = stat.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
+    state = _state(pid)
+    if state == "X":
         return False
-    if state in ("Z", "X"):
+    if state == "Z":
         try:
             reaped, _ = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:  # not our child: gone once its last thread is
@@ -96,11 +102,31 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
+# What the command line of a process we started contains (`python -m participants.runtime REF`,
+# `nats-server -c ...`): a pid file whose pid now names anything else is stale (the pid reused).
+OUR_COMMANDS = ("participants.runtime", "nats-server")
+
+
 def read_pid(path: Path) -> int | None:
+    """The pid in a pid file, or None when the file is missing, garbled or names another program."""
     try:
-        return int(path.read_text().strip())
+        pid = int(path.read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
+    return pid if is_ours(pid) else None
+
+
+def is_ours(pid: int) -> bool:
+    """Whether `pid` runs one of our commands; a process already exiting (a zombie, with no
+    command line left) counts, so that it is still waited for and reaped."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            command = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return True  # gone (pid_alive says so) or not readable: no reason to doubt the file
+    if not command.strip():  # exiting (its command line goes before its threads), or a kernel thread
+        return _state(pid) in ("Z", "X")
+    return any(ours in command for ours in OUR_COMMANDS)
 
 
 def stop_pid(pid: int, timeout: float = STOP_TIMEOUT_S, sig: int = signal.SIGTERM) -> None:

@@ -22,7 +22,8 @@ def render_status(report: dict[str, Any]) -> RenderableType:
     for column in ("name", "replica", "pid", "state", "log"):
         processes.add_column(column, overflow="fold")  # a log path wraps whole at 80 columns
     for p in report["participants"]:
-        state = "[green]running[/]" if p["running"] else "[red]stopped[/]"
+        state = ("[green]running[/]" if p.get("healthy", p["running"]) else
+                 f"[red]running, {p.get('problem', 'unhealthy')}[/]" if p["running"] else "[red]stopped[/]")
         processes.add_row(p["name"], str(p["replica"]), str(p["pid"] or "—"), state, p["log"])
     parts.append(processes)
     if report["stream"]:
@@ -37,4 +38,5 @@ def render_status(report: dict[str, Any]) -> RenderableType:
         for c in report["consumers"]:
             consumers.add_row(c["name"], str(c["pending"]), str(c["ack_pending"]), str(c["redelivered"]))
         parts.append(consumers)
+    parts += [Text.from_markup(f"[yellow]warning: {w}[/]") for w in report.get("warnings") or []]
     return Group(*parts)
