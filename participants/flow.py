@@ -15,8 +15,11 @@ from participants.contract import (
     CREATED_SALE,
     FAILED_PAYMENT,
     FINALIZED_SALE,
+    REASON_DEADLINE,
     REASON_INSUFFICIENT_BALANCE,
+    REASON_UNKNOWN_SALE,
     REASON_UNKNOWN_USER,
+    REFUNDED_PAYMENT,
     ROLLBACK_INVENTORY,
     STATUS_AFTER,
     STATUS_PENDING,
@@ -59,6 +62,10 @@ PRODUCERS: dict[str, str] = {emitted: step.actor for step in STEPS.values() for 
 # FAILED_PAYMENT's reasons: a ROLLBACK_INVENTORY carrying one of them answers a refused payment
 # (a compensation), any other reason is inventory's own refusal.
 PAYMENT_REASONS = frozenset({REASON_INSUFFICIENT_BALANCE, REASON_UNKNOWN_USER})
+# A sale the sale service canceled on its own (its deadline passed, or it never opened it): the
+# CANCELED_SALE comes first, then inventory's ROLLBACK_INVENTORY and payment's REFUNDED_PAYMENT
+# undo what they had done (docs/pattern.md, "Timeouts in a choreography").
+SALE_CANCEL_REASONS = frozenset({REASON_DEADLINE, REASON_UNKNOWN_SALE})
 
 
 def next_step(event_types: Iterable[str]) -> Step | None:
@@ -93,8 +100,11 @@ def consumer_of(event_type: str) -> str | None:
 
 
 def is_compensation(event_type: str, reason: str | None) -> bool:
-    """Whether one event, seen on its own, undoes an earlier step (a refused payment's rollback)."""
-    return event_type == ROLLBACK_INVENTORY and reason in PAYMENT_REASONS
+    """Whether one event, seen on its own, undoes an earlier step (a refused payment's rollback,
+    the stock given back or the money refunded for a sale canceled by its deadline)."""
+    if event_type == REFUNDED_PAYMENT:
+        return True
+    return event_type == ROLLBACK_INVENTORY and (reason in PAYMENT_REASONS or reason in SALE_CANCEL_REASONS)
 
 
 def outcome_kind(event_type: str, reason: str | None = None) -> str:

@@ -8,7 +8,8 @@ The rules (each violation names its rule in `check`):
 - payment: every FINALIZED sale has exactly one charge and no refund; every charge or refund
   belongs to an existing sale (whatever its id) of the same user and value; a CANCELED sale
   keeps no charge (once its compensations had time to arrive);
-- canceled: no CANCELED sale holds stock (once its compensations had time to arrive);
+- canceled: no CANCELED sale holds stock (once its compensations had time to arrive); a sale
+  expired by its deadline is a CANCELED one like any other (`counts.expired` says how many);
 - negative: no stock or balance below zero;
 - applied-twice: no event type decided twice for one sale (two distinct events in the stream);
 - stuck: no sale PENDING longer than `stuck_after`; names the last event and who acts next;
@@ -30,7 +31,7 @@ from typing import Any
 
 import nats.errors
 
-from participants.contract import REASON_DEADLINE, REASON_UNKNOWN_SALE, STREAM
+from participants.contract import REASON_DEADLINE, REASON_UNKNOWN_SALE, REFUNDED_PAYMENT, STREAM
 from participants.flow import consumer_of, expected_next
 from participants.runtime.loader import BUILT_IN
 from sagactl.client import SagaClient
@@ -118,6 +119,7 @@ class Audit:
         payments = self.snapshot.payments or []
         return {"sales": len(self.sales), **statuses, "payments": sum(p.charged for p in payments),
                 "refunds": sum(p.state == "REFUNDED" for p in payments),
+                "expired": sum(s.status == CANCELED and s.reason == REASON_DEADLINE for s in self.sales.values()),
                 "products": len(self.snapshot.stock or []), "users": len(self.snapshot.money or []),
                 "stream_seq": until, "dead_letters": len(self.dead)}
 
@@ -193,9 +195,14 @@ class Audit:
                                        f"{payment.value:.2f} was never refunded"))
             elif not payment.charged and sale.status == FINALIZED:
                 found.append(Violation("payment", subject, f"FINALIZED but payment {payment.id} of {payment.value:.2f} was refunded"))
+        refunded = {p.sale_id for p in self.snapshot.payments or [] if p.state == "REFUNDED"}
         for sale in self.sales.values():
             if sale.status == FINALIZED and charged.get(sale.id, 0) != 1:
                 found.append(Violation("payment", f"sale {sale.id}", f"FINALIZED with {charged.get(sale.id, 0)} payments"))
+            history = self.histories.get(sale.id)
+            if history is not None and history.has(REFUNDED_PAYMENT) and sale.id not in refunded:
+                found.append(Violation("payment", f"sale {sale.id}", "a REFUNDED_PAYMENT is on the stream but payment "
+                                       "holds no refund for it (a refund without a charge)"))
         return found
 
     def _settling(self, sale: SaleRecord) -> bool:

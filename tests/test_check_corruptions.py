@@ -6,10 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from backends import PostgresBackend, SqliteBackend
 from sqlalchemy import create_engine, text
 
-from participants.contract import REFUNDED_PAYMENT, UPDATED_INVENTORY, new_event, parse_sale
+from participants.contract import (
+    REFUNDED_PAYMENT,
+    UPDATED_INVENTORY,
+    new_event,
+    parse_sale,
+)
 from sagactl.check import run_checks
 from sagactl.system.supervisor import Supervisor
 from tests.driving import checked, connect, quiesce, settle
@@ -100,7 +106,7 @@ async def test_check_flags_each_corruption_of_tables_and_stream(system: Supervis
             ("money", "user 10"),
             ("stuck", f"sale {sale[11]}"),
             ("applied-twice", f"sale {sale[12]}"),
-            ("money", "user 1"),
+            ("money", "user 1"), ("payment", f"sale {sale[1]}"),
             ("stock", "product 13"),
         }
         assert expected <= found, "\n".join(f"missed: {m}" for m in sorted(expected - found)) + f"\nfound: {sorted(found)}"
@@ -113,17 +119,23 @@ async def test_check_flags_each_corruption_of_tables_and_stream(system: Supervis
         await client.close()
 
 
-def test_payment_baseline_reads_balances_and_payments_in_one_snapshot(db_backend: Backend) -> None:
+@pytest.mark.postgres
+def test_payment_baseline_reads_balances_and_payments_in_one_snapshot() -> None:
     """A payment committing while the baseline is read (forced between its reads, not by timing)
     must not break baseline = balance + paid: under PostgreSQL's READ COMMITTED two queries would
     each see their own snapshot. (SQLite: a request's transaction holds the write lock, one
-    snapshot by construction, and the forced writer would wait for it.)"""
+    snapshot by construction, and the forced writer would wait for it: so PostgreSQL alone.)"""
+    from backends import postgres_server_url
+
+    db_backend = PostgresBackend(postgres_server_url())
+    try:
+        _baseline_with_a_payment_forced_between_its_reads(db_backend)
+    finally:
+        db_backend.close()
+
+
+def _baseline_with_a_payment_forced_between_its_reads(db_backend: Backend) -> None:
     from decimal import Decimal
-
-    import pytest
-
-    if db_backend.name == "sqlite":
-        pytest.skip("a SQLite request transaction is one snapshot: no writer commits inside it")
 
     from sqlalchemy import event
 

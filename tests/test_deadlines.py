@@ -14,6 +14,8 @@ from typing import Any
 from participants.contract import parse_sale
 from sagactl.snapshot import read_rows
 from sagactl.streams.histories import read_histories
+from sagactl.system.processes import read_pid
+from sagactl.system.statedir import StateDir
 from sagactl.system.supervisor import Supervisor
 from tests.driving import checked, connect, eventually, pid_of, quiesce, settle, start_one, wait_dead
 
@@ -64,7 +66,25 @@ async def test_a_sale_expires_while_payment_is_frozen_and_everything_comes_back(
         types = [s.type for s in histories[sale_id].steps]
         assert types.count("CANCELED_SALE") == 1 and "FINALIZED_SALE" not in types
         assert "REFUNDED_PAYMENT" in types, types
-        await checked(client, stuck_after=0)
+        report = await checked(client, stuck_after=0)
+        assert (report.counts["expired"], report.counts["refunds"], report.counts["payments"]) == (1, 1, 0)
+        # trace shows the deadline, when it fired, and the compensations after it
+        import asyncio
+        import json
+
+        from typer.testing import CliRunner
+
+        from sagactl.cli.main import app
+
+        def trace(*args: str) -> str:  # the CLI runs its own event loop: in a thread
+            return CliRunner().invoke(app, ["trace", str(sale_id), *args, "--state-dir", str(system.state.root)]).stdout
+
+        traced = json.loads(await asyncio.to_thread(trace, "--json"))
+        assert traced["deadline_at"] and traced["deadline_fired_at"]
+        kinds = {e["type"]: e["kind"] for e in traced["events"]}
+        assert kinds["ROLLBACK_INVENTORY"] == kinds["REFUNDED_PAYMENT"] == "compensation"
+        shown = await asyncio.to_thread(trace)
+        assert "deadline " in shown and "fired at +" in shown
     finally:
         await client.close()
 
@@ -119,6 +139,68 @@ async def test_with_sale_replicas_each_sale_expires_exactly_once(system: Supervi
         assert {i: cancels[i] for i in sale_ids} == {i: 1 for i in sale_ids}
         assert await stock_and_money(client) == (10, Decimal("100.00"))
         assert all(r["state"] != "CHARGED" for r in await read_rows(client, "payment", "payments"))
+        await checked(client, stuck_after=0)
+    finally:
+        await client.close()
+
+
+def test_up_keeps_the_sale_deadline_and_status_shows_it(tmp_path: Any) -> None:
+    """`up --sale-deadline` reaches the sale service (a sale submitted without --deadline expires),
+    survives a restart of the sale service, and `status --json` shows it; bad values exit 2."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from sagactl.cli.main import app
+
+    runner = CliRunner()
+    state = str(tmp_path / "state")
+    for bad in ("0", "-3", "soon"):
+        result = runner.invoke(app, ["up", "--sale-deadline", bad, "--state-dir", state])
+        assert result.exit_code == 2, result.output
+    bad_submit = runner.invoke(app, ["submit", "--product-id", "1", "--user-id", "1", "--value", "1", "--quantity", "1",
+                                     "--deadline", "0", "--state-dir", state])
+    assert bad_submit.exit_code == 2 and "--deadline must be" in bad_submit.stderr
+    try:
+        assert runner.invoke(app, ["up", "--sale-deadline", "1", "--state-dir", state]).exit_code == 0
+        status = json.loads(runner.invoke(app, ["status", "--json", "--state-dir", state]).stdout)
+        assert status["sale_deadline"] == 1.0
+        supervisor = Supervisor(StateDir.at(tmp_path / "state"))
+        supervisor.stop_participant("sale", 1)
+        supervisor.up(None)  # the sale service again, with the remembered deadline
+        payment_pid = pid_of(supervisor, "payment")
+        assert payment_pid
+        os.kill(payment_pid, signal.SIGSTOP)
+        try:
+            result = runner.invoke(app, ["submit", "--product-id", "1", "--user-id", "1", "--value", "1.00",
+                                         "--quantity", "1", "--wait", "--timeout", "30", "--json", "--state-dir", state])
+        finally:
+            os.kill(payment_pid, signal.SIGCONT)
+        assert result.exit_code == 1 and json.loads(result.stdout)["reason"] == "deadline exceeded", result.output
+    finally:
+        runner.invoke(app, ["down", "--state-dir", state])
+
+
+async def test_with_payment_replicas_a_late_charge_and_its_cancel_meet_once(system: Supervisor) -> None:
+    """Two payment replicas frozen while ten sales expire; thawed, they share the late
+    UPDATED_INVENTORY and CANCELED_SALE events, often one replica each for the same sale: the
+    payment row (one per sale, inserted first by whichever commits first) decides."""
+    system.up(None, replicas={"payment": 2})
+    pids = [pid for n in (1, 2) if (pid := read_pid(system.state.pid_file("payment", n)))]
+    assert len(pids) == 2
+    client = await connect(system)
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            sale_ids = [await client.submit(parse_sale(1, 1, "5.00", 1), deadline=1.0) for _ in range(10)]
+            await canceled_by_deadline(client, sale_ids)
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+        await quiesce(client)
+        assert await stock_and_money(client) == (10, Decimal("100.00"))
+        assert all(r["state"] in ("REFUNDED", "CANCELED") for r in await read_rows(client, "payment", "payments"))
         await checked(client, stuck_after=0)
     finally:
         await client.close()

@@ -8,18 +8,16 @@ from pathlib import Path
 import orjson
 import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlmodel import Session, select
+from sqlmodel import Field, Session, SQLModel, select
 
 from participants.contract import (
     CREATED_SALE,
-    UPDATED_INVENTORY,
     ContractError,
+    Event,
     new_event,
     parse_sale,
 )
-from participants.payment import participant as payment
-from participants.payment.models import Payment, User
-from participants.runtime import TransientError
+from participants.runtime import Participant, TransientError
 from participants.runtime.database import create_schema, make_engine, seed_once
 from participants.runtime.settle import failure_action, is_transient
 from participants.runtime.rows import read_page
@@ -57,19 +55,31 @@ def test_which_failures_are_transient(exc: BaseException, transient: bool) -> No
     assert failure_action(exc, deliveries=4, max_deliver=5) == "retry"
 
 
+class Ticket(SQLModel, table=True):
+    """A table whose handler can break its own constraint: one ticket per product."""
+
+    __tablename__ = "constraint_tickets"
+    product_id: int = Field(primary_key=True)
+
+
+def _issue_ticket(event: Event, session: Session) -> None:
+    # The built-ins decide by their rows and never break their constraints; this handler does.
+    session.add(Ticket(product_id=event.product_id))
+    session.flush()
+
+
 def test_a_handler_row_breaking_a_constraint_is_a_failure_not_a_race(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'payment.db'}")
-    create_schema(engine, payment.all_tables)
-    seed_once(engine, payment.seed())
-    with Session(engine) as session:
-        session.add(Payment(user_id=1, sale_id=1, value="5.00"))
-        session.commit()
-    # A second, distinct UPDATED_INVENTORY for sale 1: its payment row breaks payments.sale_id UNIQUE.
-    event = new_event(CREATED_SALE, 1, parse_sale(1, 1, "20.00", 1), "sale").follow(UPDATED_INVENTORY, "inventory")
+    tickets = Participant(name="tickets", tables=[Ticket], handlers={CREATED_SALE: _issue_ticket})
+    engine = make_engine(f"sqlite:///{tmp_path / 'tickets.db'}")
+    create_schema(engine, tickets.all_tables)
+    first = new_event(CREATED_SALE, 1, parse_sale(1, 1, "20.00", 1), "sale")
+    apply_event(engine, tickets, first)
+    # A second, distinct event: its ticket row breaks the primary key.
+    second = new_event(CREATED_SALE, 2, parse_sale(1, 1, "20.00", 1), "sale")
     with pytest.raises((IntegrityError, sqlite3.IntegrityError)):
-        apply_event(engine, payment, event)
+        apply_event(engine, tickets, second)
     with Session(engine) as session:
-        assert session.exec(select(User.balance)).one() == 100  # the debit rolled back with it
+        assert len(session.exec(select(Ticket)).all()) == 1  # nothing of the failed event committed
 
 
 def test_settings_name_the_variable_that_is_wrong(monkeypatch: pytest.MonkeyPatch) -> None:

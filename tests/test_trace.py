@@ -100,7 +100,7 @@ def test_a_stuck_saga_names_the_step_and_participant_it_waits_for(system: Superv
     result = sagactl(system, "submit", "--product-id", "1", "--user-id", "1", "--value", "20.00", "--quantity", "2",
                      "--wait", "--timeout", "1")
     assert result.exit_code == 4 and result.stderr.strip().splitlines() == [
-        "sagactl: error: sale 1 still PENDING after 1s"], result.output  # the wait timed out: exit 4
+        "sagactl: error: sale 1 still PENDING after 1s"], result.output  # the wait's timeout
     waiting = wait_for(lambda: (s := trace_json(system, 1))["events"][-1]["type"] == "UPDATED_INVENTORY" and s,
                        what="inventory's event")
     assert waiting["status"] == "PENDING"

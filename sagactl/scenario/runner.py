@@ -126,7 +126,8 @@ def run_scenario(scenario: Scenario, observer: Observer | None = None, keep: boo
     finally:
         if not keep and not interrupted:
             system.close()
-        _restore_interrupt(previous)
+        if not interrupted:  # interrupted, the command is ending: a late second Ctrl-C stays ignored
+            _restore_interrupt(previous)
     report.state_dir = str(system.state.root) if keep else None
     report.seconds = time.monotonic() - started
     return report

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable
 
+from participants.contract import REASON_DEADLINE
 from participants.flow import STEPS, Step, final_status, next_step, outcome_kind
 from sagactl.streams.reader import StreamEvent
 
@@ -87,6 +88,16 @@ class SagaTrace:
         first = self.steps[0].body
         return {k: first.get(k) for k in ("product_id", "user_id", "value", "quantity")}
 
+    @property
+    def deadline_at(self) -> str | None:
+        """When the sale's deadline falls, as its CREATED_SALE says; None without one."""
+        return next((s.body.get("deadline_at") for s in self.steps if s.event_type == "CREATED_SALE"), None)
+
+    @property
+    def deadline_fired(self) -> TraceStep | None:
+        """The CANCELED_SALE the deadline caused, if it fired."""
+        return next((s for s in self.steps if s.event_type == "CANCELED_SALE" and s.body.get("reason") == REASON_DEADLINE), None)
+
     def as_json(self) -> dict[str, Any]:
         waiting = self.waiting_for
         return {
@@ -95,6 +106,8 @@ class SagaTrace:
             "reason": self.reason,
             "sale": self.sale,
             "submitted_at": self.submitted_at.isoformat(),
+            "deadline_at": self.deadline_at,
+            "deadline_fired_at": None if self.deadline_fired is None else self.deadline_fired.event.time.isoformat(),
             "events": [s.as_json() for s in self.steps],
             "expected_next": None if waiting is None else
             {"types": list(waiting.emits), "participant": waiting.actor, "after": waiting.after},

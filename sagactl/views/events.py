@@ -8,7 +8,7 @@ from typing import Any
 from rich.text import Text
 
 from participants.contract import CANCELED_SALE, FINALIZED_SALE
-from participants.flow import outcome_kind
+from participants.flow import SALE_CANCEL_REASONS, outcome_kind
 
 # By outcome: the success path, a failure, a compensation; terminal events by their verdict.
 KIND_STYLES = {"success": "cyan", "failure": "red", "compensation": "magenta", "terminal": "bold"}
@@ -44,4 +44,8 @@ def event_line(body: dict[str, Any], when: datetime | None = None, seq: int | No
         line.append(f" reason={reason}", style="yellow")
     if outcome_kind(event_type, reason) == "compensation":
         line.append("  (compensation)", style="magenta")
+    elif event_type == CANCELED_SALE and reason in SALE_CANCEL_REASONS:
+        line.append("  (compensations follow)", style="magenta")
+    if body.get("deadline_at"):
+        line.append(f" deadline={body['deadline_at']}", style="yellow")
     return line

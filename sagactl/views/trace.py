@@ -35,7 +35,7 @@ def render_trace(trace: SagaTrace, width: int = WIDE) -> RenderableType:
                    f"value {sale['value']}{separator}submitted {clock(trace.submitted_at)} · {len(trace.steps)} events",
                    style="dim")
     if width < WIDE:
-        return Group(title, details, *_stacked(trace), *_waiting(trace))
+        return Group(title, details, *_deadline(trace), *_stacked(trace), *_waiting(trace))
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
     for column, justify in (("seq", "right"), ("event", "left"), ("producer", "left"), ("+submit", "right"),
                             ("+prev", "right"), ("handled by", "left"), ("note", "left")):
@@ -49,7 +49,18 @@ def render_trace(trace: SagaTrace, width: int = WIDE) -> RenderableType:
             str(step.body.get("producer", "?")), duration(step.since_submit_ms), duration(step.since_previous_ms),
             _handled(step), _note(step),
         )
-    return Group(title, details, table, *_waiting(trace))
+    return Group(title, details, *_deadline(trace), table, *_waiting(trace))
+
+
+def _deadline(trace: SagaTrace) -> list[Text]:
+    """The sale's deadline, and when it fired (the compensations after it undo the sale)."""
+    if not trace.deadline_at:
+        return []
+    fired = trace.deadline_fired
+    if fired is None:
+        return [Text(f"deadline {trace.deadline_at}: not fired", style="dim")]
+    return [Text(f"deadline {trace.deadline_at}: fired at +{duration(fired.since_submit_ms)} (seq {fired.event.seq}); "
+                 "the compensations after it undo the sale", style="magenta")]
 
 
 def _waiting(trace: SagaTrace) -> list[Text]:
