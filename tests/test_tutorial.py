@@ -23,3 +23,11 @@ def test_the_tutorials_participant_passes_the_tutorials_tests(tmp_path: Path) ->
                              "test_loyalty.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 passed" in result.stdout
+
+
+def test_the_tutorials_sample_outputs_are_what_the_commands_print_today() -> None:
+    """Every `console run` block of docs/participants.md, rerun on a fresh system, prints what the page
+    shows (times, ports, pids, ids and table widths aside): `run_commands.py --check`."""
+    result = subprocess.run([sys.executable, str(DOCS / "run_commands.py"), str(DOCS / "participants.md"), "--check"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, "the page drifted from the commands' output:\n" + result.stdout + result.stderr[-2000:]

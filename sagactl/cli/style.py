@@ -86,6 +86,8 @@ def polish(command: Any) -> None:
             _plain_argument(param)
         elif not getattr(param, "is_flag", False):
             param.metavar = placeholder(param)
+            if getattr(param, "min", None) is not None or getattr(param, "max", None) is not None:
+                param._get_number_range_help_str = _range_words(param.min, param.max)
     for sub in getattr(command, "commands", {}).values():
         polish(sub)
 
@@ -107,6 +109,13 @@ def plain_words(message: str) -> str:
     for pattern, words in PYDANTIC_WORDS:
         message = pattern.sub(words, message)
     return message
+
+
+def _range_words(low: Any, high: Any) -> Any:
+    """`at least 1` where click says `x>=1`."""
+    words = f"{low} to {high}" if low is not None and high is not None else \
+        f"at least {low}" if low is not None else f"at most {high}"
+    return lambda: words
 
 
 def _plain_argument(param: Any) -> None:

@@ -166,7 +166,7 @@ class Supervisor:
                     for _, _, other, _ in started:
                         stop_pid(other.pid)
                     why = "exited" if process.poll() is not None else "did not become ready"
-                    raise Unavailable(f"participant {name} {why} (log: {log_file}):\n{tail(log_file)}")
+                    raise Unavailable(f"participant {name} {why}: {_reason(log_file, offset)} (log: {log_file})")
             time.sleep(0.02)
 
     def up(
@@ -305,6 +305,26 @@ class Supervisor:
         if files:
             system["connection_files"] = {v: str(Path(p).resolve()) for v, p in files.items()}
             self.state.save_system(system)
+
+
+def _reason(log_file: Path, offset: int) -> str:
+    """Why a participant did not start, in one line: its last error since `offset`, not its log."""
+    import json
+
+    try:
+        with open(log_file, "rb") as log:
+            log.seek(offset)
+            lines = log.read().decode(errors="replace").splitlines()
+    except FileNotFoundError:
+        return "it wrote no log"
+    for line in reversed([line.strip() for line in lines if line.strip()]):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return line.removeprefix("error: ")  # the runtime's plain last words (an import error)
+        if isinstance(record, dict) and record.get("what") == "fatal":
+            return str(record.get("error"))
+    return "no error in its log"
 
 
 def _logged_ready(log_file: Path, offset: int, pid: int) -> bool:

@@ -28,7 +28,8 @@ def render_status(report: dict[str, Any]) -> RenderableType:
     parts.append(processes)
     if report["stream"]:
         s = report["stream"]
-        where = f", {s['replicas']} replicas, leader {s['leader']}" if s.get("leader") else ""
+        copies = f"{s['replicas']} replica" + ("s" if s["replicas"] != 1 else "")
+        where = f", {copies}, leader {s['leader']}" if s.get("leader") else ""
         parts.append(Text(f"stream {s['name']}: {s['messages']} messages ({s['bytes']} bytes){where}, "
                           f"dead letters: {report['dead_letters']}"))
         consumers = Table(title="consumers", title_justify="left")
