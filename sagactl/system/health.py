@@ -9,12 +9,14 @@ and `sagactl check` ask all of them at once and call healthy only those that ans
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import orjson
-from nats.aio.client import Client
 
 from participants.contract import control_subject
+
+if TYPE_CHECKING:  # `sagactl status` with nothing running imports no NATS client
+    from nats.aio.client import Client
 
 PING_WAIT_S = 1.5
 QUIET_S = 0.2  # a loopback or LAN reply takes milliseconds
