@@ -14,8 +14,8 @@ sales (the mix of `sagactl bench`: 10 % designed to fail) while faults hit it, o
   leader      (--cluster 3) the SAGA stream's leader node SIGKILLed, restarted 1-5 s later
 Then it waits for every sale to end and every consumer to be idle, runs `sagactl check`'s rules
 and reads the sale table: submitted, lost, doubled, stuck, faults by kind, the longest recovery
-(from a fault to the next terminal event). Exit 1 if anything is lost, doubled or stuck (or check
-fails for a reason the injected events do not explain). Every process it started is stopped by
+(from a fault, and from its end, to the next terminal event). Exit 1 if anything is lost, doubled
+or stuck (or check fails for a reason the injected events do not explain). Every process it started is stopped by
 pid; traffic stays on loopback.
 """
 
@@ -60,7 +60,7 @@ REAL_SUBJECTS = ("saga.sale.created", "saga.inventory.updated", "saga.payment.fa
 @dataclass
 class Tally:
     faults: Counter[str] = field(default_factory=Counter)
-    fault_times: list[tuple[str, float]] = field(default_factory=list)  # (kind, perf_counter at injection)
+    fault_times: list[tuple[str, float, float]] = field(default_factory=list)  # (kind, injected, lifted): perf_counter
     terminal_times: list[float] = field(default_factory=list)
     injected_seqs: set[int] = field(default_factory=set)  # stream seqs of oversized and forged events
     forged_sales: set[int] = field(default_factory=set)
@@ -92,8 +92,9 @@ class Chaos:
         for kind in self.schedule():
             if self.stop.wait(self.rng.uniform(0.5, 1.5) * self.args.fault_gap) or time.perf_counter() >= until:
                 return
-            self.tally.fault_times.append((kind, time.perf_counter()))
+            injected = time.perf_counter()
             getattr(self, kind)()
+            self.tally.fault_times.append((kind, injected, time.perf_counter()))
             self.tally.faults[kind] += 1
 
     def _async(self, coro: Any) -> Any:
@@ -277,27 +278,37 @@ def expected(violation: Any, tally: Tally) -> bool:
     return False
 
 
+def next_terminal(times: list[float], since: float) -> float:
+    return min((t for t in times if t > since), default=float("inf"))
+
+
 def tallied(args: argparse.Namespace, tally: Tally, ids: list[int], before: set[int], rows: dict[int, dict[str, Any]],
             report: CheckReport, seconds: float, dead_for_good: set[tuple[str, int]]) -> dict[str, Any]:
     unexplained = [v for v in report.violations if not expected(v, tally)]
     kinds = Counter(v.check for v in unexplained)
     ours = [rows[i] for i in ids if i in rows]
     extra = [i for i in rows if i not in before and i not in set(ids) and i not in tally.forged_sales]
+    # Recovery: from the fault's injection, and from its end (the server, process or file given back),
+    # to the next terminal event of any sale.
     recoveries: dict[str, float] = {}
-    for kind, at in tally.fault_times:
-        after = [t for t in tally.terminal_times if t > at]
-        recovery = (min(after) - at) if after else float("inf")
-        recoveries[kind] = max(recoveries.get(kind, 0.0), recovery)
+    after_lift: dict[str, float] = {}
+    for kind, injected, lifted in tally.fault_times:
+        recoveries[kind] = max(recoveries.get(kind, 0.0), next_terminal(tally.terminal_times, injected) - injected)
+        after_lift[kind] = max(after_lift.get(kind, 0.0), next_terminal(tally.terminal_times, lifted) - lifted)
+    pending = {i for i in ids if rows.get(i, {}).get("status") == "PENDING"}
+    pending |= {int(v.subject.split()[-1]) for v in unexplained if v.check == "stuck" and v.subject.split()[-1].isdigit()}
     result = {
         "minutes": args.minutes, "seed": args.seed, "sagas_per_second": args.sagas_per_second, "replicas": args.replicas,
         "cluster": args.cluster, "submitted": len(ids), "seconds": round(seconds, 1),
         "statuses": dict(Counter(r["status"] for r in ours)),
         "lost": (len(ids) - len(ours)) + kinds["stock"] + kinds["money"] + kinds["dead-letter"],
         "doubled": len(extra) + len(ids) - len(set(ids)) + kinds["applied-twice"] + kinds["payment"] + kinds["canceled"],
-        "stuck": sum(r["status"] == "PENDING" for r in ours) + kinds["stuck"],
+        "stuck": len(pending),
         "faults": dict(sorted(tally.faults.items())),
         "longest_recovery_s": round(max(recoveries.values(), default=0.0), 2),
         "recovery_s_by_kind": {k: round(v, 2) for k, v in sorted(recoveries.items())},
+        "longest_recovery_after_lift_s": round(max(after_lift.values(), default=0.0), 2),
+        "after_lift_s_by_kind": {k: round(v, 2) for k, v in sorted(after_lift.items())},
         "killed_for_good": sorted(f"{n}-{r}" for n, r in dead_for_good),
         "violations": [f"{v.check} {v.subject}: {v.detail}" for v in unexplained[:20]],
         "explained_violations": len(report.violations) - len(unexplained),
