@@ -12,6 +12,9 @@ sales (the mix of `sagactl bench`: 10 % designed to fail) while faults hit it, o
   oversized   an event of max_payload - 126 bytes on saga.sale.created or saga.payment.failed
   forged      a new-id copy of a real event, or an event for a sale that never existed
   leader      (--cluster 3) the SAGA stream's leader node SIGKILLed, restarted 1-5 s later
+  postgres    (--postgres URL) every backend of the participants' databases pg_terminate_backend()ed
+              (the participants keep their tables in fresh databases there, dropped at the end;
+              `unwritable` is then left out: it makes SQLite files immutable)
 Then it waits for every sale to end and every consumer to be idle, runs `sagactl check`'s rules
 and reads the sale table: submitted, lost, doubled, stuck, faults by kind, the longest recovery
 (from a fault, and from its end, to the next terminal event). Exit 1 if anything is lost, doubled
@@ -80,7 +83,8 @@ class Chaos:
     def schedule(self) -> list[str]:
         if self.args.schedule:
             return self.args.schedule.split(",")
-        kinds = [k for k in KINDS if k != "replica" or self.args.replicas > 1] + (["leader"] if self.args.cluster else [])
+        kinds = [k for k in KINDS if (k != "replica" or self.args.replicas > 1) and (k != "unwritable" or not self.args.postgres)]
+        kinds += (["leader"] if self.args.cluster else []) + (["postgres"] if self.args.postgres else [])
         rounds = []
         for _ in range(1000):  # every kind once per round, in random order: each kind several times
             batch = list(kinds)
@@ -93,7 +97,7 @@ class Chaos:
             if self.stop.wait(self.rng.uniform(0.5, 1.5) * self.args.fault_gap) or time.perf_counter() >= until:
                 return
             injected = time.perf_counter()
-            getattr(self, kind)()
+            kind = getattr(self, kind)() or kind  # what was injected in fact (`replica` may fall back to `crash`)
             self.tally.fault_times.append((kind, injected, time.perf_counter()))
             self.tally.faults[kind] += 1
 
@@ -127,20 +131,21 @@ class Chaos:
                 stop_pid(process.pid, sig=9)
         self.system.state.pid_file(name, replica).unlink(missing_ok=True)
 
-    def crash(self) -> None:
+    def crash(self) -> str:
         name, replica = self.rng.choice([p for p in self._alive()])
         self._crash_at_point(name, replica, f"{self.rng.choice(CRASH_POINTS)}:{self.rng.randint(1, 10)}")
         self._start(name, replica)
+        return "crash"
 
-    def replica(self) -> None:
+    def replica(self) -> str:
         alive = [p for p in self._alive() if p[0] == "inventory" and p[1] > 1]
         if not alive:
-            self.tally.notes.append("replica: no killable replica left, crashed one at a point instead")
-            return self.crash()
+            return self.crash()  # counted as a crash: no replica is left to kill for good
         victim = self.rng.choice(alive)
         # at after_commit: it leaves committed rows unpublished, for the survivors' sweep to find
         self._crash_at_point(*victim, f"{AFTER_COMMIT}:{self.rng.randint(1, 5)}")
         self.dead_for_good.add(victim)
+        return "replica"
 
     def nats(self) -> None:
         self.system.stop_nats(kill=True)
@@ -154,6 +159,12 @@ class Chaos:
         self._async(cluster.kill_stream_leader(self.client.nc.jetstream()))
         self.stop.wait(self.rng.uniform(1.0, 5.0))
         cluster.start(self.args.cluster)
+
+    def postgres(self) -> None:
+        databases = list(self.args.databases.values())
+        with admin(self.args.postgres) as connection:
+            connection.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                               "WHERE datname = ANY(%s) AND pid <> pg_backend_pid()", (databases,))
 
     def unwritable(self) -> None:
         name = self.rng.choice(list(BUILT_IN))
@@ -318,6 +329,29 @@ def tallied(args: argparse.Namespace, tally: Tally, ids: list[int], before: set[
     return result
 
 
+def admin(server_url: str) -> Any:
+    import psycopg
+
+    return psycopg.connect(server_url, autocommit=True, connect_timeout=5)
+
+
+def create_databases(server_url: str) -> dict[str, str]:
+    """A fresh database per participant on the server: participant -> database name."""
+    prefix = f"sagactl_chaos_{uuid.uuid4().hex[:8]}"
+    databases = {name: f"{prefix}_{name}" for name in BUILT_IN}
+    with admin(server_url) as connection:
+        for database in databases.values():
+            connection.execute(f'CREATE DATABASE "{database}"')
+    return databases
+
+
+def db_url(server_url: str, database: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(server_url).set(drivername="postgresql+psycopg", database=database)
+    return url.render_as_string(hide_password=False)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, required=True, help="how long sagas flow and faults hit")
@@ -325,27 +359,34 @@ def main() -> int:
     parser.add_argument("--sagas-per-second", type=float, default=30.0)
     parser.add_argument("--replicas", type=int, default=3, help="inventory processes (one may be killed for good per extra)")
     parser.add_argument("--cluster", type=int, default=0, help="an embedded cluster of N nodes (adds the leader fault)")
-    parser.add_argument("--schedule", default="", help=f"fault kinds in this order (of {','.join(KINDS)},leader); default random rounds")
+    parser.add_argument("--postgres", default="", help="a PostgreSQL server URL (a role that may create databases)")
+    parser.add_argument("--schedule", default="", help=f"fault kinds in this order (of {','.join(KINDS)},leader,postgres); default random rounds")
     parser.add_argument("--fault-gap", type=float, default=3.0, help="mean seconds between two faults")
     parser.add_argument("--max-outage", type=float, default=15.0, help="longest NATS outage in seconds")
     parser.add_argument("--settle", type=float, default=180.0, help="longest wait for quiescence at the end")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    unknown = set(filter(None, args.schedule.split(","))) - {*KINDS, "leader"}
+    unknown = set(filter(None, args.schedule.split(","))) - {*KINDS, "leader", "postgres"}
     if unknown or args.minutes <= 0 or args.sagas_per_second <= 0:
         print(f"chaos: bad input ({', '.join(sorted(unknown)) or 'minutes and rate must be > 0'})", file=sys.stderr)
         return 2
     os.environ.update(to_env(ack_wait_s=1))  # an event held by a killed process comes back at once
     state = StateDir.at(tempfile.mkdtemp(prefix="sagactl-chaos-"))
     system = Supervisor(state)
+    args.databases = create_databases(args.postgres) if args.postgres else {}
     try:
-        system.up(None, replicas={"inventory": args.replicas}, cluster=args.cluster or None)
+        db_urls = {name: db_url(args.postgres, database) for name, database in args.databases.items()}
+        system.up(None, replicas={"inventory": args.replicas}, cluster=args.cluster or None, db_urls=db_urls or None)
         result = asyncio.run(drive(system, args))
     finally:
         for path in state.root.glob("*.db*"):
             subprocess.run(["chattr", "-i", str(path)], capture_output=True)
         system.down(purge=True)
         shutil.rmtree(state.root, ignore_errors=True)
+        if args.databases:
+            with admin(args.postgres) as connection:
+                for database in args.databases.values():
+                    connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     if args.json:
         print(json.dumps(result))
     else:
