@@ -7,7 +7,7 @@ A private system (sagactl's own Supervisor on a temp state dir, inventory with -
 sales (the mix of `sagactl bench`: 10 % designed to fail) while faults hit it, one at a time:
   crash       restart a participant with SAGACTL_CRASH_POINT=<point>:<n>, it SIGKILLs itself, restarted
   replica     an inventory replica dies at after_commit and stays dead (needs --replicas >= 2)
-  nats        nats-server SIGKILLed, restarted 1-15 s later (--max-outage)
+  nats        nats-server (every node with --cluster) SIGKILLed, restarted 1-15 s later (--max-outage)
   unwritable  a participant's SQLite files made immutable (chattr +i) for 1-6 s (at most --max-outage)
   oversized   an event of max_payload - 126 bytes on saga.sale.created or saga.payment.failed
   forged      a new-id copy of a real event, or an event for a sale that never existed
@@ -31,6 +31,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -148,6 +149,15 @@ class Chaos:
         return "replica"
 
     def nats(self) -> None:
+        if self.args.cluster:  # every node at once: the whole server gone, as a single one would be
+            from sagactl.system.cluster import EmbeddedCluster
+
+            cluster = EmbeddedCluster(self.system.state)
+            for node in cluster.nodes():
+                cluster.kill(node.number)
+            self.stop.wait(self.rng.uniform(1.0, self.args.max_outage))
+            cluster.start(self.args.cluster)
+            return
         self.system.stop_nats(kill=True)
         self.stop.wait(self.rng.uniform(1.0, self.args.max_outage))
         self.system.start_nats()
@@ -197,7 +207,17 @@ class Chaos:
         self._publish(copy.subject, copy.to_bytes(), copy.event_id)
 
     def _publish(self, subject: str, data: bytes, msg_id: str | None = None) -> None:
-        ack = self._async(self.client.nc.jetstream().publish(subject, data, headers={"Nats-Msg-Id": msg_id or uuid.uuid4().hex}))
+        """Publish until the stream answers (a cluster just restarted may have no leader yet)."""
+        headers = {"Nats-Msg-Id": msg_id or uuid.uuid4().hex}  # the same id: a retry is not a second event
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                ack = self._async(self.client.nc.jetstream().publish(subject, data, headers=headers))
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
         self.tally.injected_seqs.add(ack.seq)
 
     def restore(self) -> None:
@@ -370,6 +390,8 @@ def main() -> int:
     if unknown or args.minutes <= 0 or args.sagas_per_second <= 0:
         print(f"chaos: bad input ({', '.join(sorted(unknown)) or 'minutes and rate must be > 0'})", file=sys.stderr)
         return 2
+    # SIGTERM (a CI timeout, a kill) must still stop the private system, as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     os.environ.update(to_env(ack_wait_s=1))  # an event held by a killed process comes back at once
     state = StateDir.at(tempfile.mkdtemp(prefix="sagactl-chaos-"))
     system = Supervisor(state)
