@@ -166,7 +166,7 @@ class Chaos:
         from sagactl.system.cluster import EmbeddedCluster
 
         cluster = EmbeddedCluster(self.system.state)
-        self._async(cluster.kill_stream_leader(self.client.nc.jetstream()))
+        self._retried(lambda: cluster.kill_stream_leader(self.client.nc.jetstream()))
         self.stop.wait(self.rng.uniform(1.0, 5.0))
         cluster.start(self.args.cluster)
 
@@ -207,18 +207,21 @@ class Chaos:
         self._publish(copy.subject, copy.to_bytes(), copy.event_id)
 
     def _publish(self, subject: str, data: bytes, msg_id: str | None = None) -> None:
-        """Publish until the stream answers (a cluster just restarted may have no leader yet)."""
         headers = {"Nats-Msg-Id": msg_id or uuid.uuid4().hex}  # the same id: a retry is not a second event
+        ack = self._retried(lambda: self.client.nc.jetstream().publish(subject, data, headers=headers))
+        self.tally.injected_seqs.add(ack.seq)
+
+    def _retried(self, request: Any) -> Any:
+        """Await `request()` until the server answers, for a minute at most (a cluster just
+        restarted may have no leader yet)."""
         deadline = time.monotonic() + 60
         while True:
             try:
-                ack = self._async(self.client.nc.jetstream().publish(subject, data, headers=headers))
-                break
+                return self._async(request())
             except Exception:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
-        self.tally.injected_seqs.add(ack.seq)
 
     def restore(self) -> None:
         """Whatever the last fault left down comes back, except the replicas killed for good."""
