@@ -107,10 +107,11 @@ async def test_poison_events_are_dead_lettered_without_blocking_the_events_behin
         assert "unknown event type 'SHIPPED'" in letters[1].error and letters[1].deliveries == 1
         assert "never saw CREATED_SALE for sale 3" in letters[2].error and letters[2].deliveries == 1
         assert letters[2].subject == failing.subject and letters[2].data == failing.to_bytes()
-        # The good event behind them was handled at once, long before the failing one gave up.
+        # The good event behind them was handled all the same (the refused one is parked at its
+        # first delivery, so which of the two is logged first depends only on how they were batched).
         handled = logged(inventory, "handled", event_id=good.event_id)
         parked = logged(inventory, "dead_letter", stream_seq=letters[2].stream_seq)
-        assert handled and parked and handled[0]["ts"] < parked[0]["ts"]
+        assert handled and parked
         assert len(logged(inventory, "failed", event_id=failing.event_id)) == 1
         assert inventory.running and await stock(client) == 9
     finally:
