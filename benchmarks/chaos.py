@@ -201,9 +201,9 @@ class Chaos:
             return
         try:
             last = self._async(self.client.nc.jetstream().get_last_msg(STREAM, self.rng.choice(REAL_SUBJECTS)))
-        except Exception:  # nothing on that subject yet: forge one for an unknown sale instead
-            return self.forged()
-        copy = parse_event(last.data).model_copy(update={"event_id": new_event_id()})
+            copy = parse_event(last.data).model_copy(update={"event_id": new_event_id()})
+        except Exception:  # nothing on that subject yet, or the last is our own oversized body: forge
+            return self.forged()  # one for an unknown sale instead
         self._publish(copy.subject, copy.to_bytes(), copy.event_id)
 
     def _publish(self, subject: str, data: bytes, msg_id: str | None = None) -> None:
