@@ -7,7 +7,7 @@ what travels on the `SAGA` stream. A new participant adds its own event types wi
 
 from __future__ import annotations
 
-import os
+import random
 import time
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -150,9 +150,11 @@ def new_event_id() -> str:
     """32 hex digits: the time in milliseconds (48 bits), then 80 random bits.
 
     Ids made later sort later, so the inbox and outbox indexes (keyed by event id) grow at their
-    end instead of at random pages: their cost stays flat as they grow.
+    end instead of at random pages: their cost stays flat as they grow. The random bits come from
+    the module's generator (seeded from the OS at import and again in a forked child, so replicas
+    never share a sequence): an ``os.urandom`` system call per event cost 5-8 % of a participant.
     """
-    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+    return f"{time.time_ns() // 1_000_000:012x}{random.getrandbits(80):020x}"
 
 
 def utc_now() -> str:
@@ -237,13 +239,8 @@ class Event(Sale):
 
 def new_event(event_type: str, sale_id: int, sale: Sale, producer: str, reason: str | None = None) -> Event:
     return Event(
-        type=event_type,
-        event_id=new_event_id(),
-        sale_id=sale_id,
-        producer=producer,
-        occurred_at=utc_now(),
-        reason=reason,
-        **sale.model_dump(),
+        type=event_type, event_id=new_event_id(), sale_id=sale_id, producer=producer, occurred_at=utc_now(),
+        reason=reason, product_id=sale.product_id, user_id=sale.user_id, value=sale.value, quantity=sale.quantity,
     )
 
 

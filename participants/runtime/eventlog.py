@@ -18,14 +18,26 @@ class EventLog:
         self._participant = participant
         self._replica = replica
         self._stream = stream or sys.stderr
+        # The per-event lines of a batch wait here as bytes and go out in one write at flush():
+        # a text write per line was 2-5 % of a participant under load.
+        self._pending: list[bytes] = []
 
     def write(self, what: str, *, flush: bool = True, **fields: Any) -> None:
         """One line; `flush=False` for the per-event lines of a batch (the daemon flushes once per batch)."""
         record = {"ts": time.time(), "participant": self._participant, "replica": self._replica, "what": what}
         record.update(fields)
-        self._stream.write(orjson.dumps(record, default=str).decode() + "\n")
+        self._pending.append(orjson.dumps(record, default=str, option=orjson.OPT_APPEND_NEWLINE))
         if flush:
-            self._stream.flush()
+            self.flush()
 
     def flush(self) -> None:
+        if self._pending:
+            lines, self._pending = b"".join(self._pending), []
+            buffer = getattr(self._stream, "buffer", None)
+            if buffer is not None:
+                self._stream.flush()  # anything printed as text before goes first
+                buffer.write(lines)
+                buffer.flush()
+                return
+            self._stream.write(lines.decode())
         self._stream.flush()
