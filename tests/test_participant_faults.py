@@ -109,9 +109,12 @@ async def test_poison_events_are_dead_lettered_without_blocking_the_events_behin
         assert letters[2].subject == failing.subject and letters[2].data == failing.to_bytes()
         # The good event behind them was handled all the same (the refused one is parked at its
         # first delivery, so which of the two is logged first depends only on how they were batched).
-        handled = logged(inventory, "handled", event_id=good.event_id)
-        parked = logged(inventory, "dead_letter", stream_seq=letters[2].stream_seq)
-        assert handled and parked
+        # The dead letters are stored before the participant logs them: wait for both lines.
+        async def handled_and_parked() -> bool:
+            return bool(logged(inventory, "handled", event_id=good.event_id)
+                        and logged(inventory, "dead_letter", stream_seq=letters[2].stream_seq))
+
+        await eventually(handled_and_parked, "the good event handled and the refused one parked")
         assert len(logged(inventory, "failed", event_id=failing.event_id)) == 1
         assert inventory.running and await stock(client) == 9
     finally:
