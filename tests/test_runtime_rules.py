@@ -12,8 +12,10 @@ from sqlmodel import Field, Session, SQLModel, select
 
 from participants.contract import (
     CREATED_SALE,
+    UPDATED_INVENTORY,
     ContractError,
     Event,
+    Refused,
     new_event,
     parse_sale,
 )
@@ -22,7 +24,8 @@ from participants.runtime.database import create_schema, make_engine, seed_once
 from participants.runtime.settle import failure_action, is_transient
 from participants.runtime.rows import read_page
 from participants.runtime.settings import ConfigError, Settings
-from participants.runtime.transaction import apply_event, apply_request
+from participants.runtime.database import InboxEntry, OutboxEntry
+from participants.runtime.transaction import apply_batch, apply_event, apply_request
 from participants.sale import participant as sale
 from participants.sale.handlers import submit
 
@@ -66,6 +69,26 @@ def _issue_ticket(event: Event, session: Session) -> None:
     # The built-ins decide by their rows and never break their constraints; this handler does.
     session.add(Ticket(product_id=event.product_id))
     session.flush()
+
+
+def _bloated(event: Event, session: Session) -> Event:
+    # A user's participant that puts a whole file into its event: more than a NATS message holds.
+    return event.follow(UPDATED_INVENTORY, "bloat", attachment="z" * (1 << 20))
+
+
+def test_an_event_too_large_to_publish_is_refused_before_anything_commits(tmp_path: Path) -> None:
+    # Committed, it would stay in the outbox for good (every publish of it fails) and its saga
+    # would never move; refused, the consumed event is dead-lettered at once with the reason.
+    bloat = Participant(name="bloat", tables=[], handlers={CREATED_SALE: _bloated})
+    engine = make_engine(f"sqlite:///{tmp_path / 'bloat.db'}")
+    create_schema(engine, bloat.all_tables)
+    event = new_event(CREATED_SALE, 1, parse_sale(1, 1, "20.00", 1), "sale")
+    assert apply_batch(engine, bloat, [event]) is None
+    with pytest.raises(Refused, match="UPDATED_INVENTORY event of 10[0-9]{5} bytes") as refused:
+        apply_event(engine, bloat, event)
+    assert failure_action(refused.value, deliveries=1, max_deliver=5) == "dead"
+    with Session(engine) as session:
+        assert session.exec(select(InboxEntry)).all() == [] and session.exec(select(OutboxEntry)).all() == []
 
 
 def test_a_handler_row_breaking_a_constraint_is_a_failure_not_a_race(tmp_path: Path) -> None:

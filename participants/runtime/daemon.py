@@ -36,7 +36,7 @@ from participants.runtime.retention import Retention
 from participants.runtime.settings import ConfigError, Settings
 from participants.runtime.settle import MAX_RETRY_DELAY_S, Settler, database_failed
 from participants.runtime.tracing import Tracing
-from participants.runtime.transaction import run_request
+from participants.runtime.transaction import run_request, set_max_event_bytes
 
 FETCH_TIMEOUT_S = 0.5
 PULL_EXPIRES_S = 5.0
@@ -88,6 +88,7 @@ class ParticipantDaemon:
             self.settings.nats_urls, f"{self.participant.name}-{self.settings.replica}", on_event=self._on_connection
         )
         self.js = self.nc.jetstream()
+        set_max_event_bytes(self.nc.max_payload)  # a handler's event larger than that is refused, not queued
         self.settler = Settler(self.participant.name, self.nc, self.js, self.log)
         durable = self.participant.name
         await self._declare(durable)

@@ -29,7 +29,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from participants.contract import Event, parse_event
+from participants.contract import Event, Refused, parse_event
 from participants.runtime.database import InboxEntry, OutboxEntry, utc_datetime
 from participants.runtime.participant import Participant, RequestHandler
 from participants.runtime.settle import database_failed
@@ -73,8 +73,30 @@ class BatchResult:
     messages: list[Message]  # the outbox rows committed, in order, to publish
 
 
+# The largest event body the relay can publish: the server's max_payload (1 MiB by default)
+# less room for the relay's headers (Nats-Msg-Id, trace context). The daemon sets it from the
+# server it connected to (set_max_event_bytes), once per process.
+HEADER_ROOM = 2048
+_max_event_bytes = (1 << 20) - HEADER_ROOM
+
+
+def set_max_event_bytes(max_payload: int) -> None:
+    global _max_event_bytes
+    _max_event_bytes = max_payload - HEADER_ROOM
+
+
+class EventTooLarge(Refused):
+    """A handler decided an event the server could never store: refused before anything commits.
+    Committed, it would sit in the outbox for good, unpublishable, and its saga stuck behind it."""
+
+
 def outbox_messages(events: Sequence[Event]) -> list[Message]:
-    return [(e.subject, e.to_bytes(), e.event_id) for e in events]
+    messages = [(e.subject, e.to_bytes(), e.event_id) for e in events]
+    for (_, payload, _), event in zip(messages, events):
+        if len(payload) > _max_event_bytes:
+            raise EventTooLarge(f"decided a {event.type} event of {len(payload)} bytes, over the "
+                                f"{_max_event_bytes} an event may carry (the server's max_payload less headers)")
+    return messages
 
 
 def write_outbox(
