@@ -64,8 +64,8 @@ def lone_participant(nats_url: str, state: StateDir) -> Iterator[Callable[..., i
         supervisor.down()
 
 
-def logged(state: StateDir, what: str, **match: Any) -> list[dict[str, Any]]:
-    lines = [json.loads(line) for line in state.log_file("inventory").read_text().splitlines() if line.startswith("{")]
+def logged(state: StateDir, what: str, participant: str = "inventory", **match: Any) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in state.log_file(participant).read_text().splitlines() if line.startswith("{")]
     return [line for line in lines if line["what"] == what and all(line.get(k) == v for k, v in match.items())]
 
 
@@ -289,6 +289,10 @@ async def test_the_first_submit_after_the_database_connection_was_lost_succeeds(
                 await eventually(gone, "the sale service's sessions to end")
             second = await client.submit(parse_sale(1, 1, "5.00", 1))  # raises when the sale service refuses it
             assert second > first
+            # Nothing on the connection failed first: the deadline pass (every 0.2 s) uses the kept
+            # connection too, and unchecked it would fail there once and reopen it, which would
+            # let the submit above pass without the check.
+            assert not logged(state, "periodic_failed", "sale") and not logged(state, "request_failed", "sale")
         finally:
             await client.close()
     finally:
