@@ -193,6 +193,27 @@ def test_event_round_trip_and_malformed_bodies() -> None:
             parse_event(body)
 
 
+def test_events_built_without_validation_are_the_validated_events() -> None:
+    # follow() and new_event() skip pydantic's validation (contract._trusted_event): each must
+    # equal, serialize, compare, hash and refuse changes exactly as the validated Event does.
+    first = new_event(CREATED_SALE, 7, parse_sale(3, 4, "12.50", 2), "sale")
+    later = first.follow(UPDATED_INVENTORY, "inventory", reason="because")
+    for event in (first, later):
+        validated = Event(**event.model_dump())
+        assert event == validated and hash(event) == hash(validated)
+        assert event.model_dump() == validated.model_dump() and event.model_dump(mode="json") == validated.model_dump(mode="json")
+        assert event.to_bytes() == validated.to_bytes() and parse_event(event.to_bytes()) == event
+        assert event.model_fields_set == validated.model_fields_set and event.__pydantic_extra__ == {}
+        assert event.model_copy(update={"reason": "x"}).reason == "x"
+        with pytest.raises(Exception, match="frozen"):
+            event.reason = "changed"  # type: ignore[misc]
+    assert (later.type, later.producer, later.reason, later.sale) == (UPDATED_INVENTORY, "inventory", "because", first.sale)
+    with pytest.raises(ContractError, match="unknown event type"):
+        new_event("NOPE", 7, first.sale, "sale")
+    with pytest.raises(ContractError, match="sale_id"):
+        new_event(CREATED_SALE, 0, first.sale, "sale")
+
+
 def test_setup_moves_stock_and_baseline_together(db_backend: Backend) -> None:
     engine = engine_for(db_backend, inventory)
     apply_event(engine, inventory, created(quantity=4))  # stock 10 -> 6, 4 held by the sale
