@@ -22,7 +22,8 @@ SHARED_MODULES = {
     "test_secured.py", "test_tail.py", "test_trace.py",
 }
 # The longest work units go out first, so no worker is left with one at the end.
-SLOW_FIRST = ("test_chaos.py", "test_soak.py", "test_cluster.py", "test_replicas.py", "test_bench.py")
+SLOW_FIRST = ("test_chaos.py", "test_soak.py", "test_tutorial.py", "test_prometheus_demo.py", "test_readme_examples.py",
+              "test_cluster.py", "test_replicas.py", "test_bench.py")
 
 
 def _module(nodeid: str) -> str:
