@@ -161,6 +161,38 @@ def test_a_killed_nats_server_has_released_its_port_when_stop_returns(state) -> 
         supervisor.stop_nats()
 
 
+def test_a_port_taken_before_nats_binds_it_moves_the_server_to_another(state, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """The free port chosen is taken (here: by a plain socket) before nats-server binds it, as
+    happens when many servers start at once: the supervisor must not take that socket for its
+    server (an open port is not ours), but start it on another port."""
+    import socket
+
+    from sagactl.system import supervisor as supervisor_module
+
+    taken = socket.create_server(("127.0.0.1", 0))
+    taken_port = taken.getsockname()[1]
+    choices = [taken_port]
+    real_free_port = supervisor_module.free_port
+    monkeypatch.setattr(supervisor_module, "free_port", lambda: choices.pop() if choices else real_free_port())
+    supervisor = Supervisor(state)
+    try:
+        url = supervisor.start_nats()
+        port = int(url.rsplit(":", 1)[1])
+        assert port != taken_port and not choices
+
+        async def info() -> str:
+            client = await SagaClient.connect([url], name="test-port")
+            try:
+                return str(client.nc.connected_server_version)
+            finally:
+                await client.close()
+
+        assert asyncio.run(info())  # a NATS server answers there
+    finally:
+        supervisor.stop_nats()
+        taken.close()
+
+
 async def test_a_participant_back_after_the_duplicate_window_and_the_inbox_retention_doubles_nothing(
     state, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
 ) -> None:

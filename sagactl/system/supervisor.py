@@ -48,6 +48,10 @@ class ProcessInfo:
     log_file: Path
 
 
+# How many ports start_nats tries when the one it chose is taken before the server binds it.
+PORT_ATTEMPTS = 5
+
+
 class Supervisor:
     """What `up`, `down` and `status` do to one state directory."""
 
@@ -85,6 +89,23 @@ class Supervisor:
         if not port or not port_closes(port):
             port = free_port()
         log_file = self.state.nats_log_file()
+        for _ in range(PORT_ATTEMPTS):
+            since = log_file.stat().st_size if log_file.exists() else 0
+            process = self._spawn_nats(port, log_file)
+            if self._nats_ready(process, port, log_file, since):
+                break
+            # A free port can be taken between free_port() and the server's bind (tests start
+            # many servers at once): another one, rather than a failure or someone else's server.
+            port = free_port()
+        else:
+            raise Unavailable(f"embedded nats-server found no free port in {PORT_ATTEMPTS} tries (log: {log_file}):\n"
+                              f"{tail(log_file)}")
+        url = f"nats://127.0.0.1:{port}"
+        system.update(nats_url=url, nats_port=port, embedded=True)
+        self.state.save_system(system)
+        return url
+
+    def _spawn_nats(self, port: int, log_file: Path) -> subprocess.Popen[bytes]:
         command = [
             nats_server_binary(), "-c", str(nats_config_file()), "-a", "127.0.0.1", "-p", str(port),
             "-js", "-sd", str(self.state.store_dir), "-l", str(log_file),
@@ -94,17 +115,27 @@ class Supervisor:
             start_new_session=True,
         )
         self.state.nats_pid_file().write_text(str(process.pid))
+        return process
+
+    def _nats_ready(self, process: subprocess.Popen[bytes], port: int, log_file: Path, since: int) -> bool:
+        """True once this process listens on the port (its own log line says so: an open port
+        alone may be another process's); False when the port was taken; raise on other failures."""
+        ours = f"[{process.pid}] ".encode()
+        listening = f"Listening for client connections on 127.0.0.1:{port}".encode()
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while not port_open(port):
+        while True:
+            with open(log_file, "rb") as log:
+                log.seek(since)
+                lines = log.read().splitlines()
+            if process.poll() is None and any(line.startswith(ours) and listening in line for line in lines):
+                return True
             if process.poll() is not None or time.monotonic() > deadline:
                 stop_pid(process.pid)
+                if any(b"address already in use" in line for line in lines):
+                    return False
                 raise Unavailable(f"embedded nats-server did not start on 127.0.0.1:{port} (log: {log_file}):\n"
                                   f"{tail(log_file)}")
             time.sleep(0.02)
-        url = f"nats://127.0.0.1:{port}"
-        system.update(nats_url=url, nats_port=port, embedded=True)
-        self.state.save_system(system)
-        return url
 
     def stop_nats(self, kill: bool = False) -> None:
         pid = read_pid(self.state.nats_pid_file())
