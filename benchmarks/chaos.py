@@ -326,9 +326,13 @@ def tallied(args: argparse.Namespace, tally: Tally, ids: list[int], before: set[
     # to the next terminal event of any sale.
     recoveries: dict[str, float] = {}
     after_lift: dict[str, float] = {}
+    last_terminal = max(tally.terminal_times, default=0.0)
     for kind, injected, lifted in tally.fault_times:
-        recoveries[kind] = max(recoveries.get(kind, 0.0), next_terminal(tally.terminal_times, injected) - injected)
-        after_lift[kind] = max(after_lift.get(kind, 0.0), next_terminal(tally.terminal_times, lifted) - lifted)
+        # A fault lifted after the last sale ended has no recovery to time (the run was over).
+        if injected < last_terminal:
+            recoveries[kind] = max(recoveries.get(kind, 0.0), next_terminal(tally.terminal_times, injected) - injected)
+        if lifted < last_terminal:
+            after_lift[kind] = max(after_lift.get(kind, 0.0), next_terminal(tally.terminal_times, lifted) - lifted)
     pending = {i for i in ids if rows.get(i, {}).get("status") == "PENDING"}
     pending |= {int(v.subject.split()[-1]) for v in unexplained if v.check == "stuck" and v.subject.split()[-1].isdigit()}
     result = {
