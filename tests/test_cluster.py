@@ -10,7 +10,7 @@ import time
 from typing import Any, Iterator
 
 import pytest
-from polling import eventually
+from polling import eventually, wait_for
 from saga_checks import assert_conserved, stream_messages
 from typer.testing import CliRunner
 
@@ -65,6 +65,13 @@ def test_up_cluster_runs_three_loopback_nodes_with_replicated_streams(state: Sta
         # A killed node comes back with `up` and rejoins: its replica of SAGA catches up.
         killed = EmbeddedCluster(state).kill(2)
         assert killed and runner.invoke(app, ["up", *root]).exit_code == 0
+        # A participant that was connected to the killed node reconnects to another within its
+        # reconnect wait; `status` says when all are consuming again (under load it can take a while).
+        def all_healthy() -> bool:
+            return json.loads(runner.invoke(app, ["status", "--json", *root]).stdout)["healthy"]
+
+        wait_for(all_healthy, "every participant to be healthy after the node's restart", timeout=30,
+                 retry_on=(ValueError,))  # no report at all while `status` cannot reach NATS
         again = runner.invoke(app, ["submit", "--product-id", "1", "--user-id", "1", "--value", "1.00",
                                     "--quantity", "1", "--wait", *root])
         assert again.exit_code == 0 and "FINALIZED" in again.stdout, again.output
