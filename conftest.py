@@ -4,6 +4,8 @@ pytest_plugins = ["sagactl.testing.plugin"]
 
 import os  # noqa: E402
 
+import pytest  # noqa: E402
+
 # pytest-xdist's workers inherit COLUMNS=80 and LINES=24 from execnet; Rich reads them once, when
 # sagactl.cli.common makes its consoles at import, and every later `env={"COLUMNS": ...}` of a
 # test is ignored. A plain `pytest` run has neither variable: make every run look like that one.
@@ -28,9 +30,6 @@ SLOW_FIRST = ("test_chaos.py", "test_soak.py", "test_tutorial.py", "test_prometh
 
 def _module(nodeid: str) -> str:
     return nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
-
-
-import pytest  # noqa: E402
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -240,7 +240,7 @@ class Event(Sale):
 def _trusted_event(fields: dict[str, Any]) -> Event:
     """An Event from fields already valid (every field of Event, no extra), without validating
     them again: what pydantic's own `model_construct` does, in a quarter of its time (this runs
-    for every event a participant emits). tests/test_contract.py checks it against a validated
+    for every event a participant emits). tests/test_domain.py checks it against a validated
     Event, so a pydantic release that changes these attributes fails there."""
     event = Event.__new__(Event)
     setattr_ = object.__setattr__  # the model is frozen

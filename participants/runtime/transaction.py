@@ -31,6 +31,7 @@ from sqlmodel import Session
 
 from participants.contract import Event, Refused, parse_event
 from participants.runtime.database import InboxEntry, OutboxEntry, utc_datetime
+from participants.runtime.jetstream import PUBLISH_HEADROOM
 from participants.runtime.participant import Participant, RequestHandler
 from participants.runtime.settle import database_failed
 from participants.runtime.sql import Statement, db_time
@@ -74,15 +75,14 @@ class BatchResult:
 
 
 # The largest event body the relay can publish: the server's max_payload (1 MiB by default)
-# less room for the relay's headers (Nats-Msg-Id, trace context). The daemon sets it from the
-# server it connected to (set_max_event_bytes), once per process.
-HEADER_ROOM = 2048
-_max_event_bytes = (1 << 20) - HEADER_ROOM
+# less the room PubAcks keeps for its headers, the relay's own limit. The daemon sets it from
+# the server it connected to (set_max_event_bytes), once per process.
+_max_event_bytes = (1 << 20) - PUBLISH_HEADROOM
 
 
 def set_max_event_bytes(max_payload: int) -> None:
     global _max_event_bytes
-    _max_event_bytes = max_payload - HEADER_ROOM
+    _max_event_bytes = max_payload - PUBLISH_HEADROOM
 
 
 class EventTooLarge(Refused):
