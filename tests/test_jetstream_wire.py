@@ -19,8 +19,11 @@ from participants.runtime.jetstream import (
     NATS_PY_VERSION,
     PubAcks,
     PullConsumer,
+    ack_command,
     delivery_info,
+    event_command,
     nak_body,
+    send_all,
     status_of,
 )
 
@@ -86,6 +89,39 @@ async def test_pull_consumer_delivers_everything_and_keeps_credit(nats_url: str,
         await puller.stop()
     finally:
         await nc.close()
+
+
+async def test_commands_sent_at_once_arrive_as_nc_publish_sends_them(nats_url: str) -> None:
+    """send_all writes on nats-py's own outgoing buffer (`_pending`, `_pending_data_size`,
+    `_flush_pending`): what arrives must be what `nc.publish` would have sent."""
+    nc = await nats.connect(nats_url)
+    try:
+        sub = await nc.subscribe("probe.send.>")
+        before = dict(nc.stats)
+        await send_all(nc, [
+            event_command("probe.send.event", "probe.reply.1", "id-1", b'{"a": 1}'),
+            event_command("probe.send.traced", "probe.reply.2", "id-2", b"", traceparent="00-ab-cd-01"),
+            ack_command("probe.send.ack"),
+            ack_command("probe.send.nak", nak_body(2)),
+        ], payload_bytes=8)
+        got = [await sub.next_msg(timeout=5) for _ in range(4)]
+        assert [(m.subject, m.reply, m.data, m.headers) for m in got] == [
+            ("probe.send.event", "probe.reply.1", b'{"a": 1}', {"Nats-Msg-Id": "id-1"}),
+            ("probe.send.traced", "probe.reply.2", b"", {"Nats-Msg-Id": "id-2", "traceparent": "00-ab-cd-01"}),
+            ("probe.send.ack", "", b"+ACK", None),
+            ("probe.send.nak", "", nak_body(2), None),
+        ]
+        assert nc.stats["out_msgs"] - before["out_msgs"] == 4
+        assert nc._pending_data_size == 0 and not nc._pending
+    finally:
+        await nc.close()
+
+
+async def test_commands_for_a_closed_client_are_refused(nats_url: str) -> None:
+    nc = await nats.connect(nats_url)
+    await nc.close()
+    with pytest.raises(nats.errors.ConnectionClosedError):
+        await send_all(nc, [ack_command("probe.closed")])
 
 
 async def test_puback_collector_reports_stored_duplicate_and_missing(nats_url: str) -> None:

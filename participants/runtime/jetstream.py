@@ -13,9 +13,14 @@ protocol underneath is documented and small:
 - publish: a plain publish with a reply subject gets the PubAck (`{"stream":..,"seq":..}` or
   `{"error":..}`) on that subject, so a batch's PubAcks can share one wildcard subscription.
 
-This is the one module that relies on how nats-py 2.16.0 (pinned) presents things: a status
-message carries `{"Status": "408", "Description": ...}` in `msg.headers`, with empty data.
-tests/test_jetstream_wire.py fails loudly if that changes.
+A batch's events and acks are written as protocol commands built here and handed to the
+client's outgoing buffer at once (`send_all`), not through `nc.publish` one by one, which
+validates both subjects, encodes the headers and looks at the flusher for every message.
+
+This is the one module that relies on nats-py 2.16.0's (pinned) internals: a status message
+carries `{"Status": "408", "Description": ...}` in `msg.headers`, with empty data, and the
+client's outgoing buffer is `_pending` / `_pending_data_size`, flushed by `_flush_pending`.
+tests/test_jetstream_wire.py fails loudly if either changes.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Any, NamedTuple
 import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import MaxPayloadError
+from nats.errors import ConnectionClosedError, ConnectionDrainingError, MaxPayloadError, OutboundBufferLimitError
 
 from participants.runtime.tracing import TRACEPARENTS
 
@@ -89,6 +94,46 @@ def delivery_info(reply: str) -> tuple[int, int]:
 
 def nak_body(delay_s: float) -> bytes:
     return b"-NAK " + orjson.dumps({"delay": int(delay_s * 1e9)})
+
+
+def ack_command(reply: str, body: bytes = ACK) -> bytes:
+    """`PUB <reply> <n>` with `body`: an ack, nak or term of the message delivered with `reply`."""
+    return b"PUB %s %d\r\n%s\r\n" % (reply.encode(), len(body), body)
+
+
+def event_command(subject: str, reply: str, msg_id: str, payload: bytes, traceparent: str | None = None) -> bytes:
+    """`HPUB` of an event with its `Nats-Msg-Id` (the stream's duplicate check) and a traceparent."""
+    headers = b"NATS/1.0\r\nNats-Msg-Id: %s\r\n" % msg_id.encode()
+    if traceparent is not None:
+        headers += b"traceparent: %s\r\n" % traceparent.encode()
+    headers += b"\r\n"
+    return b"HPUB %s %s %d %d\r\n%s%s\r\n" % (subject.encode(), reply.encode(), len(headers),
+                                                len(headers) + len(payload), headers, payload)
+
+
+async def send_all(nc: Client, commands: list[bytes], payload_bytes: int = 0) -> None:
+    """Queue protocol commands on the client's outgoing buffer and wake its flusher once.
+
+    What `nc.publish` does for each message, once for all (the same errors when the client is
+    closed, draining, or disconnected with its reconnect buffer full; then none of them is
+    queued). The subjects are the stream's, our inboxes' or the server's reply subjects, so they
+    are not validated again.
+    """
+    if nc.is_closed:
+        raise ConnectionClosedError
+    if nc.is_draining_pubs:
+        raise ConnectionDrainingError
+    size = sum(map(len, commands))
+    if not nc.is_connected and (nc._max_pending_size <= 0 or size + nc._pending_data_size > nc._max_pending_size):
+        raise OutboundBufferLimitError
+    nc._pending.extend(commands)
+    nc._pending_data_size += size
+    nc.stats["out_msgs"] += len(commands)
+    nc.stats["out_bytes"] += payload_bytes
+    if nc._max_pending_size > 0 and nc._pending_data_size > nc._max_pending_size:
+        await nc._flush_pending(force_flush=True)
+    elif nc._flush_queue is not None and nc._flush_queue.empty():
+        await nc._flush_pending()
 
 
 class PullConsumer:
@@ -256,20 +301,19 @@ class PubAcks:
                 raise MaxPayloadError(f"{subject}: {len(payload)} bytes and headers exceed the server's max_payload")
         pending = _Pending(len(messages), asyncio.get_running_loop().create_future())
         replies = []
+        commands = []
         for index, (subject, payload, msg_id) in enumerate(messages):
             self._counter += 1
             reply = f"{self._prefix}.{self._counter}"
             replies.append(reply)
             self._waiting[reply] = (pending, index)
-            headers = {"Nats-Msg-Id": msg_id}
-            if TRACEPARENTS:  # tracing on: the span that emitted the event is its parent
-                traceparent = TRACEPARENTS.pop(msg_id, None)
-                if traceparent is not None:
-                    headers["traceparent"] = traceparent
-            await self._nc.publish(subject, payload, reply=reply, headers=headers)
+            # Tracing on: the span that emitted the event is its parent.
+            traceparent = TRACEPARENTS.pop(msg_id, None) if TRACEPARENTS else None
+            commands.append(event_command(subject, reply, msg_id, payload, traceparent))
         reconnects = self._nc.stats["reconnects"]
         deadline = time.monotonic() + timeout
         try:
+            await send_all(self._nc, commands, sum(len(m[1]) for m in messages))
             # In slices: a PubAck owed by a server we lost never comes, so after a reconnect the
             # rest count as not stored at once (republished, deduplicated by their msg ids)
             # instead of after the whole timeout.

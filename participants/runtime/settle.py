@@ -91,8 +91,7 @@ class Settler:
 
     async def ack(self, replies: list[str]) -> None:
         try:
-            for reply in replies:
-                await self.nc.publish(reply, jetstream.ACK)
+            await jetstream.send_all(self.nc, [jetstream.ack_command(reply) for reply in replies])
         except Exception as exc:  # a lost ack means a redelivery, which the inbox absorbs
             self.log.write("settle_failed", action="ack", error=broker.describe(exc))
 
