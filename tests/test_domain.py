@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from decimal import Decimal
 
 import pytest
@@ -21,6 +22,7 @@ from participants.contract import (
     new_event,
     parse_event,
     parse_sale,
+    utc_now,
 )
 from participants.inventory import participant as inventory
 from participants.inventory.handlers import on_event as on_created_sale
@@ -194,8 +196,8 @@ def test_event_round_trip_and_malformed_bodies() -> None:
 
 
 def test_events_built_without_validation_are_the_validated_events() -> None:
-    # follow() and new_event() skip pydantic's validation (contract._trusted_event): each must
-    # equal, serialize, compare, hash and refuse changes exactly as the validated Event does.
+    # follow(), new_event() and Event.sale skip pydantic's validation (contract._trusted): each
+    # must equal, serialize, compare, hash and refuse changes exactly as the validated model does.
     first = new_event(CREATED_SALE, 7, parse_sale(3, 4, "12.50", 2), "sale")
     later = first.follow(UPDATED_INVENTORY, "inventory", reason="because")
     for event in (first, later):
@@ -208,6 +210,11 @@ def test_events_built_without_validation_are_the_validated_events() -> None:
         with pytest.raises(Exception, match="frozen"):
             event.reason = "changed"  # type: ignore[misc]
     assert (later.type, later.producer, later.reason, later.sale) == (UPDATED_INVENTORY, "inventory", "because", first.sale)
+    sale, validated_sale = first.sale, parse_sale(3, 4, "12.50", 2)
+    assert sale == validated_sale and hash(sale) == hash(validated_sale) and sale.model_dump() == validated_sale.model_dump()
+    assert sale.model_fields_set == validated_sale.model_fields_set and sale.__pydantic_extra__ is None
+    with pytest.raises(Exception, match="frozen"):
+        sale.quantity = 3  # type: ignore[misc]
     with pytest.raises(ContractError, match="unknown event type"):
         new_event("NOPE", 7, first.sale, "sale")
     with pytest.raises(ContractError, match="sale_id"):
@@ -238,3 +245,13 @@ def test_setup_users_and_baseline(db_backend: Backend) -> None:
         {"user_id": 1, "baseline": "1030.00", "balance": "1000.00", "paid": "30.00", "payments": 1},
         {"user_id": 2, "baseline": "5.00", "balance": "5.00", "paid": "0.00", "payments": 0},
     ]
+
+
+def test_event_times_read_as_isoformat_writes_them() -> None:
+    # utc_now formats the date once a second: it must write exactly what isoformat does.
+    for _ in range(3):
+        before = datetime.now(timezone.utc)
+        written = utc_now()
+        after = datetime.now(timezone.utc)
+        moment = datetime.fromisoformat(written)
+        assert before <= moment <= after and written == moment.isoformat(timespec="microseconds")
