@@ -10,9 +10,8 @@ from sagactl.cli.common import (
     JsonOption,
     NatsUrlOption,
     StateDirOption,
-    err,
+    Terminal,
     handle_errors,
-    out,
     print_json,
     state_dir,
 )
@@ -34,6 +33,8 @@ def bench(
     state: StateDirOption = None,
     nats_url: NatsUrlOption = None,
     json: JsonOption = False,
+    *,
+    term: Terminal,
 ) -> None:
     """Submit many sales, wait for all to end, print throughput, latency, CPU, memory and the checks.
 
@@ -68,7 +69,7 @@ def bench(
         nats_url=nats_url, timeout_s=timeout,
     )
     columns = (TextColumn("sagas"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=True) as progress:
+    with Progress(*columns, console=term.err, transient=True) as progress:
         task = progress.add_task("sagas", total=sagas)
         report = run_bench(config, lambda done, total: progress.update(task, completed=done))
     if json:
@@ -76,6 +77,6 @@ def bench(
     else:
         from sagactl.views.bench import print_bench
 
-        print_bench(out, report)
+        print_bench(term.out, report)
     if not report.checks_passed:
         raise typer.Exit(int(ExitCode.FAILED))

@@ -10,10 +10,9 @@ from sagactl.cli.common import (
     JsonOption,
     NatsUrlOption,
     StateDirOption,
-    err,
+    Terminal,
     handle_errors,
     nats_urls,
-    out,
     print_json,
     run_async,
     state_dir,
@@ -34,6 +33,8 @@ def check(
     state: StateDirOption = None,
     nats_url: NatsUrlOption = None,
     json: JsonOption = False,
+    *,
+    term: Terminal,
 ) -> None:
     """Check that the three databases, the stream and the dead-letter list agree.
 
@@ -52,7 +53,7 @@ def check(
     else:
         from sagactl.views.check import print_check
 
-        print_check(out, err, report)
+        print_check(term.out, term.err, report)
     if not report.passed:
         raise typer.Exit(int(ExitCode.FAILED))
 

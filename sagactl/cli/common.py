@@ -1,12 +1,14 @@
-"""What every command shares: the consoles, the common options, and the one error mapping."""
+"""What every command shares: its terminal, the common options, and the one error mapping."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 from typing import Annotated, Any, Callable, Coroutine, TypeVar
@@ -20,9 +22,31 @@ from sagactl.system.supervisor import Supervisor
 
 T = TypeVar("T")
 
-# Data goes to stdout; messages, progress and errors to stderr.
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+@dataclass(frozen=True)
+class Terminal:
+    """The two consoles of one command: data on `out` (stdout); messages, progress and errors on `err` (stderr).
+
+    `handle_errors` makes one per invocation and hands it to the command: no module holds a console
+    of its own, and a command prints only where it is told to.
+    """
+
+    out: Console
+    err: Console
+
+    @classmethod
+    def standard(cls) -> Terminal:
+        return cls(out=Console(highlight=False, soft_wrap=True),
+                   err=Console(stderr=True, highlight=False, soft_wrap=True))
+
+    def print_error(self, message: str) -> None:
+        """The one error style: `sagactl: error: what went wrong (what to do)` on stderr."""
+        self.err.print(f"[bold red]sagactl: error:[/] {message}", markup=True, highlight=False)
+
+    def fail(self, message: str, code: ExitCode = ExitCode.FAILED) -> typer.Exit:
+        self.print_error(message)
+        return typer.Exit(int(code))
+
 
 StateDirOption = Annotated[
     Path | None,
@@ -127,38 +151,40 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-def print_error(message: str) -> None:
-    """The one error style: `sagactl: error: what went wrong (what to do)` on stderr."""
-    err.print(f"[bold red]sagactl: error:[/] {message}", markup=True, highlight=False)
-
-
-def fail(message: str, code: ExitCode = ExitCode.FAILED) -> typer.Exit:
-    print_error(message)
-    return typer.Exit(int(code))
-
-
 def handle_errors(function: Callable[..., T]) -> Callable[..., T]:
-    """Turn sagactl's errors into one line on stderr and the exit code they carry."""
+    """Run a command with a fresh `Terminal` (its keyword-only `term`), sagactl's errors made one line
+    on that terminal's stderr and the exit code they carry.
+
+    Typer builds the options from the signature: the wrapper shows the command's own without `term`,
+    so `--help` and parsing never see it.
+    """
+    signature = inspect.signature(function, eval_str=True)  # evaluated: Typer reads the Annotated options from it
+    term_parameter = signature.parameters.get("term")
+    if term_parameter is None or term_parameter.kind is not inspect.Parameter.KEYWORD_ONLY:
+        raise TypeError(f"{function.__qualname__}: a command takes its Terminal as a keyword-only parameter `term`")
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> T:
+        term = Terminal.standard()
         try:
-            return function(*args, **kwargs)
+            return function(*args, **kwargs, term=term)
         except SagactlError as exc:
-            raise fail(str(exc), exc.exit_code) from None
+            raise term.fail(str(exc), exc.exit_code) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
         except OSError as exc:
             if exc.filename is None:  # not a file: a connection, a process
-                raise fail(f"internal error: {type(exc).__name__}: {exc} (rerun with SAGACTL_TRACEBACK=1)", ExitCode.INTERNAL) from None
+                raise term.fail(f"internal error: {type(exc).__name__}: {exc} (rerun with SAGACTL_TRACEBACK=1)", ExitCode.INTERNAL) from None
             # An unusable path (read-only, a file where a directory goes, /proc): the user's to fix.
-            raise fail(f"cannot use {exc.filename}: {exc.strerror or exc} (choose another --state-dir DIR, or fix "
-                       "its permissions)", ExitCode.USAGE) from None
+            raise term.fail(f"cannot use {exc.filename}: {exc.strerror or exc} (choose another --state-dir DIR, or fix "
+                            "its permissions)", ExitCode.USAGE) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:
             if os.environ.get("SAGACTL_TRACEBACK"):
                 raise
-            raise fail(f"internal error: {type(exc).__name__}: {exc} (rerun with SAGACTL_TRACEBACK=1)", ExitCode.INTERNAL) from None
+            raise term.fail(f"internal error: {type(exc).__name__}: {exc} (rerun with SAGACTL_TRACEBACK=1)", ExitCode.INTERNAL) from None
 
+    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[p for p in signature.parameters.values() if p.name != "term"])
     return wrapper

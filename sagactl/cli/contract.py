@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
-from sagactl.cli.common import StateDirOption, handle_errors, out, print_json, state_dir
+from sagactl.cli.common import StateDirOption, Terminal, handle_errors, print_json, state_dir
 from sagactl.errors import UsageError
 
 
@@ -19,6 +20,8 @@ def contract(
     json_schema: Annotated[bool, typer.Option("--json-schema", help="Print one JSON Schema (2020-12) of every event body.")] = False,
     with_: Annotated[list[str], typer.Option("--with", help="Also include this participant's events and handlers, MODULE:OBJECT (repeatable).")] = [],
     state: StateDirOption = None,
+    *,
+    term: Terminal,
 ) -> None:
     """Print the event contract: each event type's subject, who publishes it and who consumes it.
 
@@ -47,10 +50,10 @@ def contract(
     elif json_schema:
         print_json(json_schema_document(types))
     else:
-        _print(types)
+        _print(types, term.out)
 
 
-def _print(types: list) -> None:
+def _print(types: list, out: Console) -> None:
     from rich.table import Table
 
     table = Table(title="event contract (stream SAGA)", title_justify="left")

@@ -10,10 +10,9 @@ from sagactl.cli.common import (
     JsonOption,
     NatsUrlOption,
     StateDirOption,
-    err,
+    Terminal,
     handle_errors,
     nats_urls,
-    out,
     print_json,
     run_async,
     state_dir,
@@ -37,7 +36,7 @@ def register(main: typer.Typer) -> None:
 
 @app.command("list")
 @handle_errors
-def list_(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: JsonOption = False) -> None:
+def list_(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: JsonOption = False, *, term: Terminal) -> None:
     """List the dead letters: which participant gave up on which event, after how many deliveries, and why.
 
     Example: sagactl deadletters list --json
@@ -49,16 +48,17 @@ def list_(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: Js
         print_json([letter.as_json() for letter in letters])
         return
     if not letters:
-        err.print("no dead letters")
+        term.err.print("no dead letters")
         return
     from sagactl.views.lists import dead_letters_table
 
-    out.print(dead_letters_table(letters))
+    term.out.print(dead_letters_table(letters))
 
 
 @app.command()
 @handle_errors
-def replay(seqs: SeqArgument = None, all: AllOption = False, state: StateDirOption = None, nats_url: NatsUrlOption = None) -> None:
+def replay(seqs: SeqArgument = None, all: AllOption = False, state: StateDirOption = None, nats_url: NatsUrlOption = None,
+           *, term: Terminal) -> None:
     """Publish dead letters again, to the participant that gave up on each alone, and remove them from the list.
 
     Replay after fixing what made them fail. A participant that had applied one already ignores
@@ -70,14 +70,14 @@ def replay(seqs: SeqArgument = None, all: AllOption = False, state: StateDirOpti
 
     chosen = _chosen(seqs, all)
     letters = _run(state, nats_url, lambda js: deadletters.replay(js, chosen))
-    err.print(f"replayed {len(letters)} dead letter(s)" + (f": {', '.join(str(x.seq) for x in letters)}" if letters else ""))
+    term.err.print(f"replayed {len(letters)} dead letter(s)" + (f": {', '.join(str(x.seq) for x in letters)}" if letters else ""))
 
 
 @app.command()
 @handle_errors
 def purge(seqs: SeqArgument = None, all: AllOption = False,
           yes: Annotated[bool, typer.Option("--yes", help="Purge --all without asking (needed when not in a terminal).")] = False,
-          state: StateDirOption = None, nats_url: NatsUrlOption = None) -> None:
+          state: StateDirOption = None, nats_url: NatsUrlOption = None, *, term: Terminal) -> None:
     """Drop dead letters for good (their events stay in the SAGA stream's history).
 
     --all asks first, in a terminal; elsewhere (a script, a pipe) it needs --yes.
@@ -95,7 +95,7 @@ def purge(seqs: SeqArgument = None, all: AllOption = False,
         if not typer.confirm("Drop every dead letter for good?", default=False, err=True):
             raise typer.Exit(int(ExitCode.FAILED))
     letters = _run(state, nats_url, lambda js: deadletters.purge(js, chosen))
-    err.print(f"purged {len(letters)} dead letter(s)")
+    term.err.print(f"purged {len(letters)} dead letter(s)")
 
 
 def _chosen(seqs: list[str] | None, every: bool) -> list[int] | None:

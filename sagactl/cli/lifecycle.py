@@ -13,12 +13,11 @@ from sagactl.cli.common import (
     JsonOption,
     NatsUrlOption,
     StateDirOption,
+    Terminal,
     TlsCaOption,
     WatchOption,
-    err,
     handle_errors,
     nats_urls,
-    out,
     print_json,
     run_async,
     state_dir,
@@ -48,6 +47,8 @@ def up(
     sale_deadline: Annotated[float | None, typer.Option("--sale-deadline", envvar="SAGACTL_SALE_DEADLINE", help="Cancel every sale still PENDING this many seconds after its submit ('deadline exceeded'; default: none).", show_default=False)] = None,
     creds: CredsOption = None,
     tls_ca: TlsCaOption = None,
+    *,
+    term: Terminal,
 ) -> None:
     """Start NATS (embedded unless --nats-url) and the three participants; return when all are ready.
 
@@ -74,17 +75,19 @@ def up(
     if unknown:
         raise UsageError(f"--replicas {unknown[0]}=...: no participant named {unknown[0]!r} (known: {', '.join(known)}; "
                          "add your own with --with MODULE:OBJECT)")
-    with err.status("starting NATS and the participants…"):
+    with term.err.status("starting NATS and the participants…"):
         urls = supervisor.up(nats_url, participants={**BUILT_IN, **extra}, replicas=counts,
                              db_urls=parse_db_urls(db_url), cluster=cluster)
     running = [f"{p.name}" + (f"-{p.replica}" if p.replica > 1 else "") for p in supervisor.processes() if p.running]
-    err.print(f"up: NATS {supervisor.describe_url(urls)}; running: {', '.join(running)}; state in {supervisor.state.root}")
+    term.err.print(f"up: NATS {supervisor.describe_url(urls)}; running: {', '.join(running)}; state in {supervisor.state.root}")
 
 
 def down(
     state: StateDirOption = None,
     purge: Annotated[bool, typer.Option("--purge", help="Also delete the databases, the stream store and the logs.")] = False,
     remove: Annotated[list[str], typer.Option("--remove", help="Stop only this participant added with `up --with` and forget it (repeatable); the rest keeps running, its database stays.")] = [],
+    *,
+    term: Terminal,
 ) -> None:
     """Stop everything `sagactl up` started in this state directory.
 
@@ -96,15 +99,16 @@ def down(
             raise UsageError("--remove stops one participant and keeps every database; it cannot be combined with --purge")
         for name in remove:
             stopped = supervisor.remove(name)
-            err.print(f"down: {name} removed" + (f" (stopped {', '.join(stopped)})" if stopped else " (it was not running)"))
+            term.err.print(f"down: {name} removed" + (f" (stopped {', '.join(stopped)})" if stopped else " (it was not running)"))
         return
     stopped = supervisor.down(purge=purge)
     what = ", ".join(stopped) if stopped else "nothing was running"
-    err.print(f"down: {what}" + ("; databases, stream store and logs deleted" if purge else ""))
+    term.err.print(f"down: {what}" + ("; databases, stream store and logs deleted" if purge else ""))
 
 
 def status(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: JsonOption = False,
-           watch: WatchOption = False, interval: IntervalOption = 1.0, creds: CredsOption = None, tls_ca: TlsCaOption = None) -> None:
+           watch: WatchOption = False, interval: IntervalOption = 1.0, creds: CredsOption = None, tls_ca: TlsCaOption = None,
+           *, term: Terminal) -> None:
     """Show the NATS URL, each participant process, the stream and each consumer's backlog.
 
     Exit 0 when NATS answers and every participant process runs and says it is connected and
@@ -120,12 +124,12 @@ def status(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: J
     if watch:
         from sagactl.views import live
 
-        return live.watch(lambda: _status_report(supervisor, nats_url), render_status, interval, json, out)
+        return live.watch(lambda: _status_report(supervisor, nats_url), render_status, interval, json, term.out)
     report = _status_report(supervisor, nats_url)
     if json:
         print_json(report)
     else:
-        out.print(render_status(report))
+        term.out.print(render_status(report))
     if not report["nats_reachable"]:  # no answer at all is "unreachable" (3), not a "no" (1)
         raise typer.Exit(int(ExitCode.UNAVAILABLE))
     if not report["healthy"]:

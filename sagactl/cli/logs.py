@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
-from sagactl.cli.common import StateDirOption, err, handle_errors, out, state_dir
+from sagactl.cli.common import StateDirOption, Terminal, handle_errors, state_dir
 from sagactl.errors import UsageError
 from sagactl.system import logs as participant_logs
 from sagactl.system.logs import LogLine
@@ -23,6 +25,8 @@ def logs(
     lines: Annotated[int | None, typer.Option("--lines", "-n", help="Only the last N lines.")] = None,
     state: StateDirOption = None,
     json: Annotated[bool, typer.Option("--json", help="The raw lines, one JSON object each, as the participant wrote them.")] = False,
+    *,
+    term: Terminal,
 ) -> None:
     """Show a participant's log: one line per handled event (event, sale, what it emitted, how long it took).
 
@@ -35,10 +39,10 @@ def logs(
     participant_logs.log_files(stateful, service)  # an unknown participant is a usage error
     if lines is not None and lines < 0:
         raise UsageError(f"--lines takes a count >= 0, not {lines}")
-    emit = _print_raw if json else _print_readable
+    emit = _print_raw if json else functools.partial(_print_readable, term.out)
     found, offsets = participant_logs.read_lines(participant_logs.log_files(stateful, service))
     if not found and not follow:
-        err.print(f"{service} has not written a log in {stateful.logs_dir} yet")
+        term.err.print(f"{service} has not written a log in {stateful.logs_dir} yet")
     for line in found[-lines:] if lines else ([] if lines == 0 else found):
         emit(line)
     if follow:
@@ -48,7 +52,7 @@ def logs(
             return
 
 
-def _print_readable(line: LogLine) -> None:
+def _print_readable(out: Console, line: LogLine) -> None:
     from sagactl.views.logs import log_line  # the views import the contract (pydantic)
 
     out.print(log_line(line))

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sagactl.cli.common import JsonOption, NatsUrlOption, StateDirOption, err, handle_errors, out, print_json, run_async, state_dir
+from sagactl.cli.common import JsonOption, NatsUrlOption, StateDirOption, Terminal, handle_errors, print_json, run_async, state_dir
 from sagactl.errors import ExitCode
 from sagactl.system.supervisor import Supervisor
 
@@ -25,6 +25,8 @@ def metrics(
     nats_url: NatsUrlOption = None,
     json: JsonOption = False,
     targets: Annotated[bool, typer.Option("--targets", help="Print the replicas' /metrics addresses as a Prometheus file_sd target list (JSON) instead.")] = False,
+    *,
+    term: Terminal,
 ) -> None:
     """Print the metrics of every participant replica that answers on NATS, summed per participant.
 
@@ -44,7 +46,7 @@ def metrics(
     elif json:
         print_json(merged.to_json())
     else:
-        _print(merged)
+        _print(merged, term)
     if not any("error" not in s for s in merged.sources):
         raise typer.Exit(int(ExitCode.FAILED))
 
@@ -61,15 +63,15 @@ async def _collect(urls: list[str], expected: list[str], scrape: bool = True) ->
     return await scrape_all(answers) if scrape else merge(answers, {a["metrics_url"]: "" for a in answers if a.get("metrics_url")})
 
 
-def _print(merged: "Merged") -> None:
+def _print(merged: "Merged", term: Terminal) -> None:
     from rich.table import Table
 
     if not merged.sources:
-        err.print("no participant answered")
+        term.err.print("no participant answered")
         return
     for source in merged.sources:
         if "error" in source:
-            err.print(f"{source['participant']}-{source['replica']}: {source['error']}")
+            term.err.print(f"{source['participant']}-{source['replica']}: {source['error']}")
     table = Table(title="participants (replicas summed)", title_justify="left")
     for column in ("participant", *OUTCOMES, "redelivered", "outbox", "inbox rows", "batches", "p99 batch", "cpu s", "rss MB"):
         table.add_column(column, justify="left" if column == "participant" else "right")
@@ -86,7 +88,7 @@ def _print(merged: "Merged") -> None:
             f"{merged.value('process_cpu_seconds_total', participant=name):.1f}",
             f"{merged.value('process_resident_memory_bytes', participant=name) / 1e6:.0f}",
         )
-    out.print(table)
+    term.out.print(table)
     statuses = merged.label_values("sagactl_sagas_total", "status")
     if statuses:
         sagas = Table(title="sagas", title_justify="left")
@@ -97,8 +99,8 @@ def _print(merged: "Merged") -> None:
                 count = merged.value("sagactl_sagas_total", status=status, reason=reason)
                 if count:
                     sagas.add_row(status, reason or "—", f"{count:.0f}")
-        out.print(sagas)
+        term.out.print(sagas)
         p50 = merged.quantile("sagactl_saga_duration_seconds", 0.5)
         p99 = merged.quantile("sagactl_saga_duration_seconds", 0.99)
         if p50 is not None and p99 is not None:
-            out.print(f"saga duration (submit to terminal): p50 ≤ {p50 * 1000:g} ms, p99 ≤ {p99 * 1000:g} ms")
+            term.out.print(f"saga duration (submit to terminal): p50 ≤ {p50 * 1000:g} ms, p99 ≤ {p99 * 1000:g} ms")

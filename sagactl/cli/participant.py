@@ -11,10 +11,9 @@ from sagactl.cli.common import (
     JsonOption,
     NatsUrlOption,
     StateDirOption,
-    err,
+    Terminal,
     handle_errors,
     nats_urls,
-    out,
     print_json,
     run_async,
     state_dir,
@@ -43,6 +42,8 @@ def run(
     replica: Annotated[int, typer.Option("--replica", min=1, help="Replica number, when several processes share the participant.")] = 1,
     metrics_port: Annotated[int | None, typer.Option("--metrics-port", envvar="SAGACTL_METRICS_PORT", min=0, max=65535, help="Serve /metrics on this port [default: a free one].", show_default=False)] = None,
     metrics_host: Annotated[str | None, typer.Option("--metrics-host", envvar="SAGACTL_METRICS_HOST", help="Bind /metrics to this address [default: 127.0.0.1].", show_default=False)] = None,
+    *,
+    term: Terminal,
 ) -> None:
     """Run one participant in the foreground until Ctrl-C; its log lines (JSON) go to stderr.
 
@@ -67,12 +68,13 @@ def run(
         extra["SAGACTL_METRICS_HOST"] = metrics_host
     # The same environment `sagactl up` gives the processes it starts.
     os.environ.update(supervisor.participant_env(participant.name, replica, urls, extra))
-    err.print(f"participant {participant.name}: NATS {supervisor.describe_url(urls)}, "
-              f"database {redact_db_url(os.environ[db_url_env(participant.name)])}; Ctrl-C stops it")
+    term.err.print(f"participant {participant.name}: NATS {supervisor.describe_url(urls)}, "
+                   f"database {redact_db_url(os.environ[db_url_env(participant.name)])}; Ctrl-C stops it")
     run_participant(participant)
 
 
-def list_participants(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: JsonOption = False) -> None:
+def list_participants(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: JsonOption = False,
+                      *, term: Terminal) -> None:
     """List every participant replica that answers on NATS, on this machine or any other.
 
     Exit 1 when none answers.
@@ -84,7 +86,7 @@ def list_participants(state: StateDirOption = None, nats_url: NatsUrlOption = No
     if json:
         print_json(found)
     else:
-        _print(found)
+        _print(found, term)
     if not found:
         raise typer.Exit(int(ExitCode.FAILED))
 
@@ -101,10 +103,10 @@ async def _discover(urls: list[str]) -> list[dict[str, Any]]:
     return [{key: answer.get(key) for key in keys} for answer in answers]
 
 
-def _print(found: list[dict[str, Any]]) -> None:
+def _print(found: list[dict[str, Any]], term: Terminal) -> None:
     from sagactl.views.lists import participants_table
 
     if not found:
-        err.print("no participant answered")
+        term.err.print("no participant answered")
         return
-    out.print(participants_table(found))
+    term.out.print(participants_table(found))

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sagactl.cli.common import err, handle_errors, out, print_json
+from sagactl.cli.common import Terminal, handle_errors, print_json
 from sagactl.errors import ExitCode
 
 if TYPE_CHECKING:  # imported by the command itself, so `sagactl --help` stays fast
@@ -22,6 +22,8 @@ def run(
     keep: Annotated[bool, typer.Option("--keep", help="Leave the system running afterwards (its state dir is printed).")] = False,
     json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout (no progress, no events).")] = False,
     events: Annotated[bool, typer.Option("--events/--no-events", help="Print the saga events as they happen.")] = True,
+    *,
+    term: Terminal,
 ) -> None:
     """Play a scenario on a fresh private system: steps, events as they happen, tables before and after, verdicts.
 
@@ -35,24 +37,25 @@ def run(
     from sagactl.views.report import print_report
 
     plan = loader.load(loader.resolve(scenario))
-    report = run_scenario(plan, Observer() if json else _console_observer(plan, events), keep=keep)
+    report = run_scenario(plan, Observer() if json else _console_observer(plan, events, term), keep=keep)
     if json:
         print_json(report.as_json())
     else:
-        print_report(out, report, plan.source)
+        print_report(term.out, report, plan.source)
     if report.state_dir:
-        err.print(f"kept running: sagactl status --state-dir {report.state_dir}   "
-                  f"(stop: sagactl down --state-dir {report.state_dir})")
+        term.err.print(f"kept running: sagactl status --state-dir {report.state_dir}   "
+                       f"(stop: sagactl down --state-dir {report.state_dir})")
     if not report.passed:
         raise typer.Exit(int(ExitCode.FAILED))
 
 
-def _console_observer(plan: Scenario, show_events: bool) -> Observer:
+def _console_observer(plan: Scenario, show_events: bool, term: Terminal) -> Observer:
     from rich.rule import Rule
 
     from sagactl.scenario.runner import Observer
     from sagactl.views.events import event_line
 
+    out, err = term.out, term.err
     out.print(Rule(f"scenario {plan.name}"))
     if plan.description:
         out.print(plan.description)

@@ -12,12 +12,12 @@ from sagactl.cli.common import (
     JsonOption,
     NatsUrlOption,
     StateDirOption,
+    Terminal,
     TlsCaOption,
     WatchOption,
     handle_errors,
     integer,
     nats_urls,
-    out,
     positive_seconds,
     print_json,
     run_async,
@@ -49,6 +49,8 @@ def submit(
     json: JsonOption = False,
     creds: CredsOption = None,
     tls_ca: TlsCaOption = None,
+    *,
+    term: Terminal,
 ) -> None:
     """Submit a sale through the sale service and print its id.
 
@@ -72,9 +74,9 @@ def submit(
         print_json(result)
     elif wait:
         reason = f" ({result['reason']})" if result.get("reason") else ""
-        out.print(f"sale {result['sale_id']}: {result['status']}{reason}")
+        term.out.print(f"sale {result['sale_id']}: {result['status']}{reason}")
     else:
-        out.print(str(result["sale_id"]))
+        term.out.print(str(result["sale_id"]))
     if wait and result["status"] != STATUS_FINALIZED:
         raise typer.Exit(int(ExitCode.FAILED))
 
@@ -97,7 +99,8 @@ async def _submit(urls: list[str], sale: Sale, wait: bool, timeout: float, deadl
 
 
 def state(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: JsonOption = False,
-          watch: WatchOption = False, interval: IntervalOption = 1.0, creds: CredsOption = None, tls_ca: TlsCaOption = None) -> None:
+          watch: WatchOption = False, interval: IntervalOption = 1.0, creds: CredsOption = None, tls_ca: TlsCaOption = None,
+          *, term: Terminal) -> None:
     """Print each participant's tables, as each reports its own database.
 
     Shows the built-ins, every participant this state dir started (`up --with`) and every other
@@ -112,6 +115,7 @@ def state(state: StateDirOption = None, nats_url: NatsUrlOption = None, json: Js
     supervisor = Supervisor(state_dir(state))
     urls = nats_urls(supervisor, nats_url)
     expected = supervisor.expected_participants()
+    out = term.out
     if watch:
         from sagactl.views import live
 

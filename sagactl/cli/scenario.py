@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from sagactl.cli.common import JsonOption, handle_errors, out, print_json
+from sagactl.cli.common import JsonOption, Terminal, handle_errors, print_json
 from sagactl.errors import UsageError
 
 app = typer.Typer(help="List the shipped scenarios; check a scenario file without running it.", no_args_is_help=True,
@@ -20,7 +20,7 @@ def register(parent: typer.Typer) -> None:
 
 @app.command("list")
 @handle_errors
-def list_(json: JsonOption = False) -> None:
+def list_(json: JsonOption = False, *, term: Terminal) -> None:
     """The scenarios shipped with sagactl: name and what each demonstrates (`sagactl run NAME` plays one).
 
     Example: sagactl scenario list
@@ -35,13 +35,15 @@ def list_(json: JsonOption = False) -> None:
     if json:
         print_json(rows)
         return
-    out.print(scenarios_table(rows))
+    term.out.print(scenarios_table(rows))
 
 
 @app.command()
 @handle_errors
 def validate(
     files: Annotated[list[Path], typer.Argument(help="Scenario files (or shipped names) to check.", show_default=False)],
+    *,
+    term: Terminal,
 ) -> None:
     """Check scenario files without starting anything: every problem with its line, exit 2 if any.
 
@@ -58,7 +60,7 @@ def validate(
             continue
         expectations = len(scenario.expect.sales) + len(scenario.expect.tables) + len(scenario.expect.events) \
             + len(scenario.expect.dead_letters) + int(scenario.expect.invariants)
-        out.print(f"{file}: valid: scenario {scenario.name}, {len(scenario.steps)} steps, "
-                  f"{expectations} final expectations")
+        term.out.print(f"{file}: valid: scenario {scenario.name}, {len(scenario.steps)} steps, "
+                       f"{expectations} final expectations")
     if invalid:
         raise UsageError("\n".join(invalid))

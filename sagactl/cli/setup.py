@@ -12,11 +12,11 @@ from sagactl.cli.common import (
     JsonOption,
     NatsUrlOption,
     StateDirOption,
+    Terminal,
     TlsCaOption,
     handle_errors,
     integer,
     nats_urls,
-    out,
     print_json,
     run_async,
     state_dir,
@@ -38,6 +38,8 @@ def setup(
     json: JsonOption = False,
     creds: CredsOption = None,
     tls_ca: TlsCaOption = None,
+    *,
+    term: Terminal,
 ) -> None:
     """Set products' stock and users' balances on the running system, outside a scenario.
 
@@ -67,9 +69,9 @@ def setup(
                     "users": {int(k): v["balance"] for k, v in users.items()}})
         return
     for product_id, units in products.items():
-        out.print(f"product {product_id}: {units} units")
+        term.out.print(f"product {product_id}: {units} units")
     for user_id, fields in users.items():
-        out.print(f"user {user_id}: balance {fields['balance']}")
+        term.out.print(f"user {user_id}: balance {fields['balance']}")
 
 
 def _pair(spec: str, option: str, form: str) -> tuple[str, str]:

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import typer
 from typer.core import TyperGroup
 
+from sagactl.cli.common import Terminal
 from sagactl.errors import ExitCode
 
 # Placeholders by option name, then by type; a flag shows none.
@@ -168,6 +169,4 @@ class SagactlGroup(TyperGroup):
 
 
 def _error(message: str) -> None:
-    from sagactl.cli.common import print_error
-
-    print_error(message)
+    Terminal.standard().print_error(message)  # click's errors come before any command (and its terminal)

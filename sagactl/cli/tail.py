@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
+from rich.console import Console
 
 from participants.runtime.loader import BUILT_IN, load_participant
 from sagactl.cli.common import (
     NatsUrlOption,
     StateDirOption,
-    err,
+    Terminal,
     handle_errors,
     integer,
     nats_urls,
-    out,
     run_async,
     state_dir,
 )
@@ -44,6 +45,8 @@ def tail(
     state: StateDirOption = None,
     nats_url: NatsUrlOption = None,
     json: Annotated[bool, typer.Option("--json", help="One JSON object per line: seq, subject, time, data (the body as published).")] = False,
+    *,
+    term: Terminal,
 ) -> None:
     """Show saga events as they reach the SAGA stream, one coloured line each; Ctrl-C ends it (exit 0).
 
@@ -64,9 +67,9 @@ def tail(
     urls = nats_urls(Supervisor(stateful), nats_url)
     selection = Selection(subjects=tuple(subject_for(t) for t in _checked_types(types, stateful, urls)),
                           sale_id=sale, services=frozenset(services), since=origin.since)
-    emit = _print_json if json else _print_line
+    emit = _print_json if json else functools.partial(_print_line, term.out)
     if follow and origin.mode == "new":
-        err.print("[dim]following new events on SAGA (Ctrl-C to stop)[/]")
+        term.err.print("[dim]following new events on SAGA (Ctrl-C to stop)[/]")
     run_async(until_interrupted(history.tail(urls, selection, origin, follow, emit, _known_services(stateful))))
 
 
@@ -125,7 +128,7 @@ def _known_services(state: StateDir) -> set[str]:
     return set(BUILT_IN) | set(state.load_system().get("participants") or {})
 
 
-def _print_line(event: StreamEvent) -> None:
+def _print_line(out: Console, event: StreamEvent) -> None:
     from sagactl.views.events import event_line
 
     body = event.body if event.body is not None else {"raw": event.data.decode(errors="replace")}

@@ -10,8 +10,9 @@ import time
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
-from sagactl.cli.common import NatsUrlOption, StateDirOption, handle_errors, out, run_async, state_dir
+from sagactl.cli.common import NatsUrlOption, StateDirOption, Terminal, handle_errors, run_async, state_dir
 from sagactl.errors import Unavailable, UsageError
 
 UP, DOWN = ("\x1b[A", "k"), ("\x1b[B", "j")
@@ -29,6 +30,8 @@ def top(
     interval: Annotated[float, typer.Option("--interval", help="Seconds between samples.")] = 1.0,
     stuck_after: Annotated[float, typer.Option("--stuck-after", help="A pending saga with no event for this many seconds is stuck.")] = 30.0,
     once: Annotated[bool, typer.Option("--once", help="Print one frame and exit (no full screen, no keys).")] = False,
+    *,
+    term: Terminal,
 ) -> None:
     """A live full-screen view: sagas/s, events/s, in flight, p50/p99, every participant replica,
     the latest sagas and the stuck ones. Keys: ↑/↓ (or k/j) select a saga, enter its trace, esc
@@ -40,7 +43,7 @@ def top(
         raise UsageError(f"--interval must be > 0, not {interval:g}")
     supervisor = _supervisor(state)
     urls = supervisor.nats_urls(nats_url)
-    run_async(_run(urls, supervisor.expected_participants(), interval, stuck_after, once))
+    run_async(_run(urls, supervisor.expected_participants(), interval, stuck_after, once, term.out))
 
 
 def _supervisor(state: Any) -> Any:
@@ -49,7 +52,7 @@ def _supervisor(state: Any) -> Any:
     return Supervisor(state_dir(state))
 
 
-async def _run(urls: list[str], expected: list[str], interval: float, stuck_after: float, once: bool) -> None:
+async def _run(urls: list[str], expected: list[str], interval: float, stuck_after: float, once: bool, out: Console) -> None:
     from participants.runtime import broker
     from sagactl.system.top import TopCollector
 
@@ -61,7 +64,7 @@ async def _run(urls: list[str], expected: list[str], interval: float, stuck_afte
     follow = asyncio.create_task(collector.follow())
     try:
         if once:
-            await _once(collector, interval)
+            await _once(collector, interval, out)
         else:
             await _screen(collector, interval)
     finally:
@@ -74,7 +77,7 @@ async def _run(urls: list[str], expected: list[str], interval: float, stuck_afte
             await nc.close()
 
 
-async def _once(collector: Any, interval: float) -> None:
+async def _once(collector: Any, interval: float, out: Console) -> None:
     from sagactl.views.top import render_top
 
     await collector.sample()
@@ -87,7 +90,6 @@ async def _once(collector: Any, interval: float) -> None:
 
 
 async def _screen(collector: Any, interval: float) -> None:
-    from rich.console import Console
     from rich.live import Live
 
     from sagactl.views.top import render_top, render_trace_panel

@@ -12,11 +12,10 @@ from sagactl.cli.common import (
     JsonOption,
     NatsUrlOption,
     StateDirOption,
-    err,
+    Terminal,
     handle_errors,
     integer,
     nats_urls,
-    out,
     print_json,
     run_async,
     state_dir,
@@ -40,6 +39,8 @@ def trace(
     state: StateDirOption = None,
     nats_url: NatsUrlOption = None,
     json: JsonOption = False,
+    *,
+    term: Terminal,
 ) -> None:
     """Rebuild one saga from the SAGA stream: its events in order, timings, handling, and its end.
 
@@ -64,10 +65,10 @@ def trace(
     elif as_mermaid:
         sys.stdout.write(mermaid(saga))
     else:
-        out.print(render_trace(saga, out.width))
+        term.out.print(render_trace(saga, term.out.width))
     if svg is not None:
         save_sequence_svg(saga, svg)
-        err.print(f"wrote {svg}")
+        term.err.print(f"wrote {svg}")
 
 
 def load_trace(urls: list[str], sale_id: int, stateful: StateDir) -> SagaTrace:
