@@ -20,10 +20,10 @@ from participants.contract import (
     new_event,
     parse_sale,
 )
-from participants.inventory import participant as inventory
+from participants.builtin import inventory
 from participants.inventory.handlers import on_event as on_created_sale
 from participants.inventory.models import Inventory
-from participants.payment import participant as payment
+from participants.builtin import payment
 from participants.payment.models import User
 from participants.runtime.database import (
     InboxEntry,

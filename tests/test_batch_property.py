@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from participants.contract import CREATED_SALE, Event, new_event, parse_event, parse_sale
-from participants.inventory import participant as inventory
+from participants.builtin import inventory
 from participants.runtime import recovery
 from participants.runtime.database import create_schema, make_engine, seed_once, utc_datetime
 from participants.runtime.retention import Retention, prune

@@ -139,7 +139,7 @@ def _baseline_with_a_payment_forced_between_its_reads(db_backend: Backend) -> No
 
     from sqlalchemy import event
 
-    from participants.payment import participant as payment
+    from participants.builtin import payment
     from participants.runtime.database import create_schema, make_engine, seed_once
     from participants.runtime.transaction import apply_request
 

@@ -26,7 +26,7 @@ from sqlalchemy import inspect, text
 from test_replicas import log_lines, replicated  # noqa: F401 (replicated: a fixture, inventory x3 and payment x2)
 
 from participants.contract import CREATED_SALE, STREAM, new_event, parse_sale
-from participants.inventory import participant as inventory
+from participants.builtin import inventory
 from participants.runtime import broker, recovery
 from participants.runtime.crashpoints import CrashPoints
 from participants.runtime.daemon import ParticipantDaemon, run

@@ -24,16 +24,16 @@ from participants.contract import (
     parse_sale,
     utc_now,
 )
-from participants.inventory import participant as inventory
+from participants.builtin import inventory
 from participants.inventory.handlers import on_event as on_created_sale
 from participants.inventory.handlers import on_event as on_failed_payment
 from participants.inventory.models import Inventory
-from participants.payment import participant as payment
+from participants.builtin import payment
 from participants.payment.handlers import on_event as on_updated_inventory
 from participants.payment.models import Payment, User
 from participants.runtime.database import create_schema, make_engine, seed_once
 from participants.runtime.transaction import Applied, apply_event, apply_request
-from participants.sale import participant as sale
+from participants.builtin import sale
 from participants.sale.handlers import on_answer as on_rollback_inventory
 from participants.sale.handlers import on_answer as on_validated_payment
 from participants.sale.handlers import submit

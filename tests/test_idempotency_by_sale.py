@@ -25,14 +25,14 @@ from participants.contract import (
     new_event,
     parse_sale,
 )
-from participants.inventory import participant as inventory
+from participants.builtin import inventory
 from participants.inventory.models import Inventory
-from participants.payment import participant as payment
+from participants.builtin import payment
 from participants.payment.models import User
 from participants.runtime.database import create_schema, make_engine, seed_once
 from participants.runtime.settle import failure_action
 from participants.runtime.transaction import apply_event, apply_request
-from participants.sale import participant as sale
+from participants.builtin import sale
 from participants.sale.models import SaleRow
 
 Backend = SqliteBackend | PostgresBackend

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlmodel import Session, select
 
 from participants.contract import CREATED_SALE, STREAM, new_event, parse_sale
-from participants.inventory import participant as inventory
+from participants.builtin import inventory
 from participants.inventory.models import Inventory
 from participants.runtime.database import (
     InboxEntry,
@@ -25,7 +25,7 @@ from participants.runtime.database import (
 from participants.runtime.retention import Retention, prune
 from participants.runtime.sql import Statement
 from participants.runtime.transaction import Applied, apply_batch, apply_request
-from participants.sale import participant as sale
+from participants.builtin import sale
 from sagactl.client import SagaClient
 from sagactl.system.supervisor import Supervisor
 

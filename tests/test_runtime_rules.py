@@ -26,7 +26,7 @@ from participants.runtime.rows import read_page
 from participants.runtime.settings import ConfigError, Settings
 from participants.runtime.database import InboxEntry, OutboxEntry
 from participants.runtime.transaction import apply_batch, apply_event, apply_request
-from participants.sale import participant as sale
+from participants.builtin import sale
 from participants.sale.handlers import submit
 
 

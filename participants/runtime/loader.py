@@ -9,9 +9,9 @@ if TYPE_CHECKING:
     from participants.runtime.participant import Participant
 
 BUILT_IN = {
-    "sale": "participants.sale:participant",
-    "inventory": "participants.inventory:participant",
-    "payment": "participants.payment:participant",
+    "sale": "participants.builtin:sale",
+    "inventory": "participants.builtin:inventory",
+    "payment": "participants.builtin:payment",
 }
 
 
