@@ -36,7 +36,7 @@ def contract(
     from participants.runtime.loader import BUILT_IN
     from sagactl import __version__
     from sagactl.asyncapi import asyncapi_document, event_types, json_schema_document
-    from sagactl.system.supervisor import load
+    from sagactl.system.references import load
 
     recorded = state_dir(state).load_system().get("participants") or {}
     references = dict.fromkeys([*BUILT_IN.values(), *recorded.values(), *with_])

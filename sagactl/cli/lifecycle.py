@@ -28,7 +28,8 @@ from sagactl.system.connection import (
     parse_db_urls,
     use_connection_files,
 )
-from sagactl.system.supervisor import Supervisor, parse_replicas, parse_with
+from sagactl.system.references import parse_with
+from sagactl.system.supervisor import Supervisor
 
 
 def register(app: typer.Typer) -> None:
@@ -240,3 +241,14 @@ async def _stream_report(urls: list[str], replicas: set[tuple[str, int]], runnin
         return result
     finally:
         await nc.close()
+
+
+def parse_replicas(specs: list[str]) -> dict[str, int]:
+    """`inventory=3` -> {"inventory": 3}; a usage error for anything else."""
+    result = {}
+    for spec in specs:
+        name, _, count = spec.partition("=")
+        if not name or not count.isdigit() or int(count) < 1:
+            raise UsageError(f"--replicas takes NAME=COUNT with COUNT >= 1, not {spec!r}")
+        result[name] = int(count)
+    return result

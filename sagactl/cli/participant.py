@@ -19,7 +19,8 @@ from sagactl.cli.common import (
     state_dir,
 )
 from sagactl.errors import ExitCode
-from sagactl.system.supervisor import Supervisor, load
+from sagactl.system.references import load
+from sagactl.system.supervisor import Supervisor
 
 participant_app = typer.Typer(
     help="Run your own participant (or a built-in) and list the participants that answer on NATS.",

@@ -13,7 +13,7 @@ from yaml.nodes import Node, ScalarNode
 from participants.contract import SUBJECTS
 from participants.runtime.loader import load_participant
 from sagactl.scenario.model import BUILT_IN_PARTICIPANTS, SaleRef
-from sagactl.system.supervisor import current_directory_first
+from sagactl.system.references import current_directory_first
 from sagactl.scenario.yamlnodes import Reader, kind
 
 

@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from participants.runtime.loader import BUILT_IN
 from participants.runtime.settings import db_url_env, to_env
@@ -34,9 +34,6 @@ from sagactl.system.processes import (
     tail,
 )
 from sagactl.system.statedir import StateDir
-
-if TYPE_CHECKING:
-    from participants.runtime.participant import Participant
 
 
 @dataclass
@@ -366,56 +363,3 @@ def _logged_ready(log_file: Path, offset: int, pid: int) -> bool:
     except FileNotFoundError:
         return False
     return f'"what":"ready","pid":{pid}'.encode() in text
-
-
-def parse_replicas(specs: list[str]) -> dict[str, int]:
-    """`inventory=3` -> {"inventory": 3}; a usage error for anything else."""
-    result = {}
-    for spec in specs:
-        name, _, count = spec.partition("=")
-        if not name or not count.isdigit() or int(count) < 1:
-            raise UsageError(f"--replicas takes NAME=COUNT with COUNT >= 1, not {spec!r}")
-        result[name] = int(count)
-    return result
-
-
-def current_directory_first() -> None:
-    """The one import rule for `up --with`, `participant run` and a scenario's `module:`/`start:`.
-
-    As `python -m` does (and the participant processes, started with `python -m` here, will):
-    the current directory first, before an installed package of the same name.
-    """
-    cwd = os.getcwd()
-    if sys.path[:1] != [cwd] and sys.path[:1] != [""]:
-        sys.path.insert(0, cwd)
-
-
-def load(reference: str) -> Participant:
-    """Import a participant by `MODULE:OBJECT` from the current directory, as its process will.
-
-    The participant processes run `python -m` in the current directory; the `sagactl` script
-    does not have it on its path, so add it (as uvicorn does for `app:app`).
-    """
-    from participants.runtime.loader import load_participant
-
-    current_directory_first()
-    try:
-        return load_participant(reference)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def parse_with(references: list[str]) -> dict[str, str]:
-    """`--with examples.shipping:participant` -> {"shipping": "examples.shipping:participant"}.
-
-    The module is imported here, so a typo is a usage error before anything starts.
-    """
-    result: dict[str, str] = {}
-    for reference in references:
-        name = load(reference).name
-        if name in BUILT_IN and reference not in (name, BUILT_IN[name]):
-            raise UsageError(f"--with {reference}: the name {name!r} belongs to a built-in participant")
-        if name in result and result[name] != reference:
-            raise UsageError(f"--with {reference}: {result[name]} is also named {name!r}")
-        result[name] = BUILT_IN.get(reference, reference)
-    return result

@@ -38,7 +38,8 @@ from participants.runtime.settings import db_url_env, to_env
 from sagactl.streams.reader import StreamEvent, StreamReader
 from sagactl.system.processes import pid_alive, tail
 from sagactl.system.statedir import StateDir
-from sagactl.system.supervisor import Supervisor, load
+from sagactl.system.references import load
+from sagactl.system.supervisor import Supervisor
 
 T = TypeVar("T")
 # Short, so an event whose process was killed before its ack comes back within a test's patience.
