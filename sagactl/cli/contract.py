@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from sagactl.cli.common import StateDirOption, Terminal, handle_errors, print_json, state_dir
 from sagactl.errors import UsageError
@@ -50,16 +49,6 @@ def contract(
     elif json_schema:
         print_json(json_schema_document(types))
     else:
-        _print(types, term.out)
+        from sagactl.views.lists import contract_table
 
-
-def _print(types: list, out: Console) -> None:
-    from rich.table import Table
-
-    table = Table(title="event contract (stream SAGA)", title_justify="left")
-    for column in ("event type", "subject", "producer", "consumers"):
-        table.add_column(column)
-    for t in types:
-        consumers = ", ".join(t.consumers) or ("— (ends the saga)" if t.terminal else "—")
-        table.add_row(t.name, t.subject, t.producer or "?", consumers)
-    out.print(table)
+        term.out.print(contract_table(types))

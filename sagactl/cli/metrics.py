@@ -13,8 +13,6 @@ from sagactl.system.supervisor import Supervisor
 if TYPE_CHECKING:
     from sagactl.system.metrics import Merged
 
-OUTCOMES = ("applied", "duplicate", "retried", "dead_lettered")
-
 
 def register(app: typer.Typer) -> None:
     app.command()(handle_errors(metrics))
@@ -64,7 +62,7 @@ async def _collect(urls: list[str], expected: list[str], scrape: bool = True) ->
 
 
 def _print(merged: "Merged", term: Terminal) -> None:
-    from rich.table import Table
+    from sagactl.views.metrics import participants_metrics_table, saga_duration_line, sagas_metrics_table
 
     if not merged.sources:
         term.err.print("no participant answered")
@@ -72,35 +70,10 @@ def _print(merged: "Merged", term: Terminal) -> None:
     for source in merged.sources:
         if "error" in source:
             term.err.print(f"{source['participant']}-{source['replica']}: {source['error']}")
-    table = Table(title="participants (replicas summed)", title_justify="left")
-    for column in ("participant", *OUTCOMES, "redelivered", "outbox", "inbox rows", "batches", "p99 batch", "cpu s", "rss MB"):
-        table.add_column(column, justify="left" if column == "participant" else "right")
-    for name in sorted({s["participant"] for s in merged.sources if "error" not in s}):
-        p99 = merged.quantile("sagactl_handle_seconds", 0.99, participant=name)
-        table.add_row(
-            name,
-            *(f"{merged.value('sagactl_events_handled_total', participant=name, outcome=o):.0f}" for o in OUTCOMES),
-            f"{merged.value('sagactl_redeliveries_total', participant=name):.0f}",
-            f"{merged.value('sagactl_outbox_backlog', participant=name):.0f}",
-            f"{merged.value('sagactl_inbox_rows', participant=name):.0f}",
-            f"{merged.value('sagactl_handle_seconds_count', participant=name):.0f}",
-            "—" if p99 is None else f"≤{p99 * 1000:g} ms",
-            f"{merged.value('process_cpu_seconds_total', participant=name):.1f}",
-            f"{merged.value('process_resident_memory_bytes', participant=name) / 1e6:.0f}",
-        )
-    term.out.print(table)
-    statuses = merged.label_values("sagactl_sagas_total", "status")
-    if statuses:
-        sagas = Table(title="sagas", title_justify="left")
-        for column in ("status", "reason", "sagas"):
-            sagas.add_column(column, justify="right" if column == "sagas" else "left")
-        for status in statuses:
-            for reason in merged.label_values("sagactl_sagas_total", "reason"):
-                count = merged.value("sagactl_sagas_total", status=status, reason=reason)
-                if count:
-                    sagas.add_row(status, reason or "—", f"{count:.0f}")
+    term.out.print(participants_metrics_table(merged))
+    sagas = sagas_metrics_table(merged)
+    if sagas is not None:
         term.out.print(sagas)
-        p50 = merged.quantile("sagactl_saga_duration_seconds", 0.5)
-        p99 = merged.quantile("sagactl_saga_duration_seconds", 0.99)
-        if p50 is not None and p99 is not None:
-            term.out.print(f"saga duration (submit to terminal): p50 ≤ {p50 * 1000:g} ms, p99 ≤ {p99 * 1000:g} ms")
+        duration = saga_duration_line(merged)
+        if duration is not None:
+            term.out.print(duration)

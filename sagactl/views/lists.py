@@ -1,4 +1,4 @@
-"""The short listings: dead letters, the participants that answer discovery, the shipped scenarios."""
+"""The short listings: dead letters, the participants that answer discovery, the shipped scenarios, the event contract."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from sagactl.asyncapi import EventType
     from sagactl.streams.deadletters import DeadLetter
 
 
@@ -44,4 +45,14 @@ def scenarios_table(rows: list[dict[str, str]]) -> Table:
     table.add_column("description")
     for row in rows:
         table.add_row(row["name"], row["description"])
+    return table
+
+
+def contract_table(types: list[EventType]) -> Table:
+    table = Table(title="event contract (stream SAGA)", title_justify="left")
+    for column in ("event type", "subject", "producer", "consumers"):
+        table.add_column(column)
+    for t in types:
+        consumers = ", ".join(t.consumers) or ("— (ends the saga)" if t.terminal else "—")
+        table.add_row(t.name, t.subject, t.producer or "?", consumers)
     return table
