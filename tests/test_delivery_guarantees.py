@@ -35,7 +35,7 @@ from participants.runtime.eventlog import EventLog
 from participants.runtime.loader import BUILT_IN
 from participants.runtime.outbox import OutboxRelay
 from participants.runtime.settings import Settings
-from participants.runtime.transaction import apply_batch
+from participants.runtime.transaction import Message, apply_batch
 from sagactl.client import SagaClient
 from sagactl.testing.nats import NatsServer
 
@@ -147,7 +147,7 @@ async def test_the_relay_keeps_every_queued_event_when_publishing_raises(nats_se
         groups = 40
         for n in range(groups):  # queued before the relay runs: they share its first round
             payload = b"z" * (nc.max_payload + 1) if n == 7 else b"x" * 200
-            relay.submit([("saga.sale.created", payload, f"g{n}-a"), ("saga.sale.created", b"y" * 200, f"g{n}-b")], then(n))
+            relay.submit([Message("saga.sale.created", payload, f"g{n}-a"), Message("saga.sale.created", b"y" * 200, f"g{n}-b")], then(n))
         stopping = asyncio.Event()
         task = asyncio.create_task(relay.run(stopping))
         await eventually(lambda: len(followed) == groups - 1, "every other group stored and followed up")

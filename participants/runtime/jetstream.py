@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import orjson
 from nats.aio.client import Client
@@ -285,8 +285,9 @@ class PubAcks:
     async def start(self) -> None:
         self._sub = await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_ack, pending_msgs_limit=-1, pending_bytes_limit=-1)
 
-    async def publish_all(self, messages: list[tuple[str, bytes, str]], timeout: float) -> list[bool]:
-        """Publish (subject, payload, msg id) each with `Nats-Msg-Id`; True for each one stored.
+    async def publish_all(self, messages: Sequence[tuple[str, bytes, str]], timeout: float) -> list[bool]:
+        """Publish (subject, payload, msg id) messages (transaction.Message), each with `Nats-Msg-Id`;
+        True for each one stored.
 
         Waits until every PubAck arrived or `timeout` passed; a message without a PubAck counts as
         not stored (the caller republishes it; the stream's duplicate window drops the copy).

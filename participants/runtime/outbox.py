@@ -98,7 +98,7 @@ class OutboxRelay:
         """Queue committed events (committed `age_s` ago); `then` runs once all of them are stored."""
         self._queue.append(_Group(messages, then, time.monotonic() - age_s))
         self._queued += len(messages)
-        self._held.update(m[2] for m in messages)
+        self._held.update(m.event_id for m in messages)
         self._idle.clear()
         self._wake.set()
 
@@ -197,7 +197,7 @@ class OutboxRelay:
                 continue
             done = [m for m, ok in zip(group.messages, flags) if ok]
             self._queued -= len(done)
-            self._to_mark.extend(m[2] for m in done)
+            self._to_mark.extend(m.event_id for m in done)
             if len(done) == len(group.messages):
                 await self._follow_up(group)
             else:  # keep only what was not stored; the follow-up waits for the rest
@@ -225,7 +225,7 @@ class OutboxRelay:
         self._queue = deque(g for g in self._queue if g.since >= limit)
         for group in expired:
             self._queued -= len(group.messages)
-            self._held.difference_update(m[2] for m in group.messages)
+            self._held.difference_update(m.event_id for m in group.messages)
         self._log.write("relay_expired", events=sum(len(g.messages) for g in expired))
 
     async def _follow_up(self, group: _Group) -> None:
@@ -303,10 +303,10 @@ class OutboxRelay:
             young = [r for r in rows if r.event_id not in looked_up]
             if young:  # published blindly, only while the duplicate window still covers them
                 age = (now - min(r.created_at for r in young)).total_seconds()
-                self.submit([(r.subject, r.payload, r.event_id) for r in young], age_s=age)
+                self.submit([Message(r.subject, r.payload, r.event_id) for r in young], age_s=age)
             absent = [r for r in rows if r.event_id in looked_up]
             if absent:  # the stream has no copy: the next one stored is the first
-                self.submit([(r.subject, r.payload, r.event_id) for r in absent])
+                self.submit([Message(r.subject, r.payload, r.event_id) for r in absent])
 
     async def _housekeeping(self) -> None:
         if self._bind is None or self._retention is None:

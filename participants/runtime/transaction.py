@@ -23,7 +23,7 @@ import enum
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
@@ -36,8 +36,13 @@ from participants.runtime.participant import Participant, RequestHandler
 from participants.runtime.settle import database_failed
 from participants.runtime.sql import Statement, db_time
 
-# (subject, payload, event id): an outbox row as the relay publishes it.
-Message = tuple[str, bytes, str]
+class Message(NamedTuple):
+    """An outbox row as the relay publishes it (the event id is its `Nats-Msg-Id`)."""
+
+    subject: str
+    payload: bytes
+    event_id: str
+
 
 # The runtime's own rows, written with executemany on the driver cursor (sql.py says why).
 _INBOX, _OUTBOX = InboxEntry.__tablename__, OutboxEntry.__tablename__
@@ -91,7 +96,7 @@ class EventTooLarge(Refused):
 
 
 def outbox_messages(events: Sequence[Event]) -> list[Message]:
-    messages = [(e.subject, e.to_bytes(), e.event_id) for e in events]
+    messages = [Message(e.subject, e.to_bytes(), e.event_id) for e in events]
     for (_, payload, _), event in zip(messages, events):
         if len(payload) > _max_event_bytes:
             raise EventTooLarge(f"decided a {event.type} event of {len(payload)} bytes, over the "
@@ -121,7 +126,7 @@ def unsent_of(connection: Connection, causes: Sequence[str], since: datetime) ->
         f"WHERE cause_id IN ({names}) AND sent_at IS NULL AND created_at > :since ORDER BY id"
     )
     params = {f"c{n}": v for n, v in enumerate(causes)}
-    return [(s, bytes(p), i) for s, p, i in query.rows(connection, since=db_time(connection, since), **params)]
+    return [Message(s, bytes(p), i) for s, p, i in query.rows(connection, since=db_time(connection, since), **params)]
 
 
 def mark_sent(connection: Connection, event_ids: Sequence[str], now: datetime) -> None:
@@ -211,8 +216,8 @@ def apply_batch(
         if database_failed(exc):  # not the events' fault: the daemon naks the batch
             raise
         return None
-    fresh = {m[2] for m in messages}
-    return BatchResult(outcomes, messages + [m for m in again if m[2] not in fresh])
+    fresh = {m.event_id for m in messages}
+    return BatchResult(outcomes, messages + [m for m in again if m.event_id not in fresh])
 
 
 def apply_event(
