@@ -97,7 +97,7 @@ class Refused(ContractError):
 
 def register_event_type(event_type: str, subject: str) -> None:
     """Add an event type of a new participant; its subject must live under `saga.`."""
-    if not subject.startswith(f"{SUBJECT_ROOT}.") or any(c in subject for c in " *>"):
+    if not subject.startswith(f"{SUBJECT_ROOT}.") or any(c.isspace() or c in "*>" for c in subject):
         raise ContractError(f"subject {subject!r} must be a concrete subject under '{SUBJECT_ROOT}.'")
     known = SUBJECTS.get(event_type)
     if known is not None and known != subject:

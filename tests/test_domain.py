@@ -22,6 +22,7 @@ from participants.contract import (
     new_event,
     parse_event,
     parse_sale,
+    register_event_type,
     utc_now,
 )
 from participants.builtin import inventory
@@ -255,3 +256,11 @@ def test_event_times_read_as_isoformat_writes_them() -> None:
         after = datetime.now(timezone.utc)
         moment = datetime.fromisoformat(written)
         assert before <= moment <= after and written == moment.isoformat(timespec="microseconds")
+
+
+@pytest.mark.parametrize("subject", ["orders.created", "saga.orders.*", "saga.orders.>", "saga.orders created",
+                                     "saga.orders\r\nPING", "saga.orders\tcreated"])
+def test_a_new_event_type_needs_a_concrete_subject_under_saga(subject: str) -> None:
+    # The relay writes the subject into its protocol line as it is (jetstream.event_command).
+    with pytest.raises(ContractError, match="concrete subject"):
+        register_event_type("ORDER_CREATED_TEST", subject)

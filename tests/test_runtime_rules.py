@@ -20,7 +20,7 @@ from participants.contract import (
     parse_sale,
 )
 from participants.runtime import Participant, TransientError
-from participants.runtime.database import create_schema, make_engine, seed_once
+from participants.runtime.database import create_schema, make_engine
 from participants.runtime.settle import failure_action, is_transient
 from participants.runtime.rows import read_page
 from participants.runtime.settings import ConfigError, Settings
@@ -89,6 +89,24 @@ def test_an_event_too_large_to_publish_is_refused_before_anything_commits(tmp_pa
     assert failure_action(refused.value, deliveries=1, max_deliver=5) == "dead"
     with Session(engine) as session:
         assert session.exec(select(InboxEntry)).all() == [] and session.exec(select(OutboxEntry)).all() == []
+
+
+def _own_ids(event: Event) -> Event:
+    return Event(**{**event.model_dump(), "type": UPDATED_INVENTORY, "event_id": "mine\r\nPUB x 1", "producer": "ids"})
+
+
+def test_an_event_whose_id_would_break_its_header_line_is_refused_before_anything_commits(tmp_path: Path) -> None:
+    # The relay writes the id into `Nats-Msg-Id: <id>` as it is (jetstream.event_command): a line
+    # break in it would be a protocol command of its own, and the server would close the connection.
+    ids = Participant(name="ids", tables=[], handlers={CREATED_SALE: lambda event, session: _own_ids(event)})
+    engine = make_engine(f"sqlite:///{tmp_path / 'ids.db'}")
+    create_schema(engine, ids.all_tables)
+    event = new_event(CREATED_SALE, 1, parse_sale(1, 1, "20.00", 1), "sale")
+    with pytest.raises(Refused, match="whitespace or control characters") as refused:
+        apply_event(engine, ids, event)
+    assert failure_action(refused.value, deliveries=1, max_deliver=5) == "dead"
+    with Session(engine) as session:
+        assert session.exec(select(OutboxEntry)).all() == []
 
 
 def test_a_handler_row_breaking_a_constraint_is_a_failure_not_a_race(tmp_path: Path) -> None:

@@ -97,10 +97,13 @@ class EventTooLarge(Refused):
 
 def outbox_messages(events: Sequence[Event]) -> list[Message]:
     messages = [Message(e.subject, e.to_bytes(), e.event_id) for e in events]
-    for (_, payload, _), event in zip(messages, events):
+    for (_, payload, event_id), event in zip(messages, events):
         if len(payload) > _max_event_bytes:
             raise EventTooLarge(f"decided a {event.type} event of {len(payload)} bytes, over the "
                                 f"{_max_event_bytes} an event may carry (the server's max_payload less headers)")
+        if " " in event_id or not event_id.isprintable():
+            # The relay writes it into a `Nats-Msg-Id` header line as it is (jetstream.event_command).
+            raise Refused(f"decided a {event.type} event whose id {event_id!r} has whitespace or control characters")
     return messages
 
 
