@@ -1,4 +1,4 @@
-"""Inventory's decisions, written once against a `Stock` (SQL in handlers.py, memory in simulation.py).
+"""Inventory's decisions, written once against a `Stock` (SQL in handlers.py, memory in participants/raw.py).
 
 A sale's reservation row (keyed by sale id) is what makes every decision idempotent by sale, not
 by event id: stock is taken at most once per sale and given back at most once, whichever events,

@@ -1,4 +1,4 @@
-"""Payment's decisions, written once against a `Ledger` (SQL in handlers.py, memory in simulation.py).
+"""Payment's decisions, written once against a `Ledger` (SQL in handlers.py, memory in participants/raw.py).
 
 A sale's payment row (keyed by sale id, unique) is what makes every decision idempotent by sale:
 a user is charged at most once per sale and refunded at most once, whichever events, copies

@@ -1,5 +1,5 @@
 """The sale service's decisions, written once against a `Ledger` of sales (SQL in handlers.py,
-memory in simulation.py).
+memory in participants/raw.py).
 
 The sale service alone knows which sales exist: it opened them. A sale closes once (the
 conditional close), with the outcome of the first answer that matches it. An answer for a sale
