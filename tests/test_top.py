@@ -18,6 +18,7 @@ from typing import Iterator
 
 import pytest
 from commands import runner, sagactl
+from driving import stop_at_once
 from polling import wait_for
 
 from participants.runtime.loader import BUILT_IN
@@ -97,7 +98,7 @@ def sqlite_system(state: StateDir) -> Iterator[Supervisor]:
         supervisor.up(None, participants=dict(BUILT_IN))
         yield supervisor
     finally:
-        supervisor.down()
+        stop_at_once(supervisor)
 
 
 def submit(supervisor: Supervisor, quantity: int) -> int:

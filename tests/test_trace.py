@@ -11,6 +11,7 @@ from typing import Any, Iterator
 import orjson
 import pytest
 from commands import sagactl
+from driving import stop_at_once
 from observing import submit, wide
 from polling import wait_for
 
@@ -122,7 +123,7 @@ def crashing_payment(state: StateDir) -> Iterator[Supervisor]:
         supervisor.up(None, extra_env={"payment": {**fast, "SAGACTL_CRASH_POINT": "after_commit"}})
         yield supervisor
     finally:
-        supervisor.down()
+        stop_at_once(supervisor)
 
 
 def test_redelivery_and_duplicate_copy_are_shown(crashing_payment: Supervisor) -> None:
