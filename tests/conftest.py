@@ -15,7 +15,6 @@ from typing import Iterator
 
 import pytest
 from backends import PostgresBackend, SqliteBackend, backends_for, db_backend, db_urls  # noqa: F401 (db_backend is a fixture)
-from driving import stop_at_once
 
 from participants.runtime.loader import BUILT_IN
 from sagactl.system.processes import nats_server_binary
@@ -67,7 +66,7 @@ def system(state: StateDir, db_backend: SqliteBackend | PostgresBackend) -> Iter
         supervisor.up(None, db_urls=db_urls(db_backend, list(BUILT_IN)))
         yield supervisor
     finally:
-        stop_at_once(supervisor)
+        supervisor.down(kill=True)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +78,7 @@ def module_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervis
         supervisor.up(None)
         yield supervisor
     finally:
-        stop_at_once(supervisor)
+        supervisor.down(kill=True)
 
 
 @pytest.fixture

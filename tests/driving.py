@@ -116,12 +116,3 @@ def record(fault: str, sagas: int, rows: dict[int, dict[str, Any]], report: Chec
     }
     with Path(path).open("a") as report_file:
         report_file.write(json.dumps(tally) + "\n")
-
-
-def stop_at_once(supervisor: Supervisor) -> None:
-    """A test's system torn down: its participants SIGKILLed, then NATS stopped. A graceful stop
-    takes about a second per system (0.2 s this way), and tests/test_graceful_stop.py tests it."""
-    for info in supervisor.processes():
-        if info.running:
-            supervisor.stop_participant(info.name, info.replica, kill=True)
-    supervisor.down()

@@ -10,7 +10,6 @@ import time
 from typing import Any, Iterator
 
 import pytest
-from driving import stop_at_once
 from polling import eventually, wait_for
 from saga_checks import assert_conserved, stream_messages
 from typer.testing import CliRunner
@@ -36,7 +35,7 @@ def cluster(state: StateDir) -> Iterator[Supervisor]:
         supervisor.up(None, cluster=3)
         yield supervisor
     finally:
-        stop_at_once(supervisor)
+        supervisor.down(kill=True)
 
 
 def test_up_cluster_runs_three_loopback_nodes_with_replicated_streams(state: StateDir, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -18,7 +18,6 @@ from typing import Any, Iterator
 import jsonschema
 import pytest
 from commands import runner
-from driving import stop_at_once
 from polling import wait_for
 
 from participants import flow
@@ -68,7 +67,7 @@ def shipping_system(state: StateDir) -> Iterator[Supervisor]:
         supervisor.up(None, participants={**BUILT_IN, "shipping": SHIPPING})
         yield supervisor
     finally:
-        stop_at_once(supervisor)
+        supervisor.down(kill=True)
 
 
 def test_the_asyncapi_document_passes_the_official_parser() -> None:

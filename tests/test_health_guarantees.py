@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-from driving import stop_at_once
 from nats.aio.msg import Msg
 from nats.js.api import DiscardPolicy, StreamConfig
 from nats.errors import MaxPayloadError
@@ -62,7 +61,7 @@ def lone_participant(nats_url: str, state: StateDir) -> Iterator[Callable[..., i
     try:
         yield start
     finally:
-        stop_at_once(supervisor)
+        supervisor.down(kill=True)
 
 
 def logged(state: StateDir, what: str, participant: str = "inventory", **match: Any) -> list[dict[str, Any]]:

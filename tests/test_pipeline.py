@@ -7,7 +7,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from driving import stop_at_once
 from polling import eventually
 from sqlalchemy import text
 from sqlmodel import Session, select
@@ -164,7 +163,7 @@ def test_a_participant_killed_at_a_crash_point_loses_and_doubles_nothing(state, 
         assert sorted(outcomes.values()) == ["FINALIZED"] * 8
         assert (quantity, balance) == (2, "92.00")
     finally:
-        stop_at_once(supervisor)
+        supervisor.down(kill=True)
 
 
 def test_a_poison_event_is_dead_lettered_and_blocks_nothing(system: Supervisor) -> None:

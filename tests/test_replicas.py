@@ -9,7 +9,6 @@ from typing import Iterator
 import orjson
 import pytest
 from backends import PostgresBackend, SqliteBackend, db_urls
-from driving import stop_at_once
 from saga_checks import Order, assert_conserved, await_terminal, submit_all
 
 from participants.contract import parse_sale
@@ -30,7 +29,7 @@ def replicated(state: StateDir, db_backend: SqliteBackend | PostgresBackend, mon
         supervisor.up(None, replicas=REPLICAS, db_urls=db_urls(db_backend, list(BUILT_IN)))
         yield supervisor
     finally:
-        stop_at_once(supervisor)
+        supervisor.down(kill=True)
 
 
 def log_lines(supervisor: Supervisor, name: str, replica: int) -> list[dict]:

@@ -18,7 +18,6 @@ from typing import Iterator
 
 import pytest
 from commands import runner, sagactl
-from driving import stop_at_once
 from polling import wait_for
 
 from participants.runtime.loader import BUILT_IN
@@ -98,7 +97,7 @@ def sqlite_system(state: StateDir) -> Iterator[Supervisor]:
         supervisor.up(None, participants=dict(BUILT_IN))
         yield supervisor
     finally:
-        stop_at_once(supervisor)
+        supervisor.down(kill=True)
 
 
 def submit(supervisor: Supervisor, quantity: int) -> int:

@@ -11,7 +11,6 @@ from typing import Any, Iterator
 import orjson
 import pytest
 from commands import sagactl
-from driving import stop_at_once
 from observing import submit, wide
 from polling import wait_for
 
@@ -123,7 +122,7 @@ def crashing_payment(state: StateDir) -> Iterator[Supervisor]:
         supervisor.up(None, extra_env={"payment": {**fast, "SAGACTL_CRASH_POINT": "after_commit"}})
         yield supervisor
     finally:
-        stop_at_once(supervisor)
+        supervisor.down(kill=True)
 
 
 def test_redelivery_and_duplicate_copy_are_shown(crashing_payment: Supervisor) -> None:

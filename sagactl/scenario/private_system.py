@@ -129,10 +129,7 @@ class ScenarioSystem:
                        for info in self.supervisor.processes() if info.running]
             if self.supervisor.embedded_pid():
                 removed.insert(0, "nats-server")
-            for info in self.supervisor.processes():
-                self.supervisor.stop_participant(info.name, info.replica, kill=True)
-            self.supervisor.stop_nats(kill=True)
-            self.supervisor.down(purge=True)
+            self.supervisor.down(purge=True, kill=True)
             removed += _kill_strays(self.state.root)
             shutil.rmtree(self.state.root, ignore_errors=True)
             return removed

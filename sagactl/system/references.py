@@ -10,7 +10,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from participants.runtime.loader import BUILT_IN
+from participants.runtime.loader import BUILT_IN, load_participant
 from sagactl.errors import UsageError
 
 if TYPE_CHECKING:
@@ -34,8 +34,6 @@ def load(reference: str) -> Participant:
     The participant processes run `python -m` in the current directory; the `sagactl` script
     does not have it on its path, so add it (as uvicorn does for `app:app`).
     """
-    from participants.runtime.loader import load_participant
-
     current_directory_first()
     try:
         return load_participant(reference)

@@ -275,23 +275,28 @@ class Supervisor:
             stop_pid(pid, sig=signal.SIGKILL if kill else signal.SIGTERM)
         pid_file.unlink(missing_ok=True)
 
-    def down(self, purge: bool = False) -> list[str]:
-        """Stop every process this state dir started; with purge, delete databases, store and logs."""
+    def down(self, purge: bool = False, kill: bool = False) -> list[str]:
+        """Stop every process this state dir started; with purge, delete databases, store and logs.
+
+        `kill`: SIGKILL instead of a graceful stop (about a second per system), for a system
+        nothing of which is kept: a scenario's private one, a test's.
+        """
         stopped = []
         infos = self.processes()
         for info in infos:
             if info.running:
                 stopped.append(f"{info.name}" if info.replica == 1 else f"{info.name}-{info.replica}")
-                os.kill(info.pid, signal.SIGTERM)  # all at once: each takes up to a fetch timeout to stop
+                # All at once: each takes up to a fetch timeout to stop gracefully.
+                os.kill(info.pid, signal.SIGKILL if kill else signal.SIGTERM)
         for info in infos:
-            self.stop_participant(info.name, info.replica)
+            self.stop_participant(info.name, info.replica, kill=kill)
         if self.state.load_system().get("cluster"):
             from sagactl.system.cluster import EmbeddedCluster
 
             stopped += EmbeddedCluster(self.state).stop()
         if self.embedded_pid():
             stopped.append("nats-server")
-        self.stop_nats()
+        self.stop_nats(kill=kill)
         if purge:
             for path in self.state.db_files():
                 path.unlink(missing_ok=True)
