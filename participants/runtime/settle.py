@@ -99,10 +99,10 @@ class Settler:
         try:
             if verdict.action == "retry":
                 _, deliveries = jetstream.delivery_info(msg.reply)
-                await self.nc.publish(msg.reply, jetstream.nak_body(retry_delay(deliveries)))
+                await jetstream.send_all(self.nc, [jetstream.ack_command(msg.reply, jetstream.nak_body(retry_delay(deliveries)))])
             else:
                 await self.dead_letter(msg, verdict.error)
-                await self.nc.publish(msg.reply, jetstream.TERM)
+                await jetstream.send_all(self.nc, [jetstream.ack_command(msg.reply, jetstream.TERM)])
         except Exception as exc:  # a lost nak or term means a redelivery after ack_wait
             self.log.write("settle_failed", action=verdict.action, error=broker.describe(exc))
 
