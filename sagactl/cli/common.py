@@ -15,6 +15,7 @@ from typing import Annotated, Any, Callable, Coroutine, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from sagactl.errors import ExitCode, SagactlError, Unavailable, UsageError
 from sagactl.system.statedir import StateDir
@@ -41,7 +42,8 @@ class Terminal:
 
     def print_error(self, message: str) -> None:
         """The one error style: `sagactl: error: what went wrong (what to do)` on stderr."""
-        self.err.print(f"[bold red]sagactl: error:[/] {message}", markup=True, highlight=False)
+        # Escaped: a message is plain text, and "[postgres]" or "[OPTIONS]" in it is no markup.
+        self.err.print(f"[bold red]sagactl: error:[/] {escape(message)}", markup=True, highlight=False)
 
     def fail(self, message: str, code: ExitCode = ExitCode.FAILED) -> typer.Exit:
         self.print_error(message)

@@ -55,10 +55,12 @@ def run(
     Example: sagactl participant run examples.shipping:participant
     """
     from participants.runtime import run as run_participant
-    from sagactl.system.connection import redact_db_url
+    from sagactl.system.connection import parse_db_urls, redact_db_url
     from participants.runtime.settings import db_url_env, to_env
 
     participant = load(reference)
+    if db_url:  # checked as `up --db-url` checks it: a bad URL or a missing driver is a usage error
+        db_url = parse_db_urls([f"{participant.name}={db_url}"])[participant.name]
     supervisor = Supervisor(state_dir(state))
     urls = nats_urls(supervisor, nats_url)
     supervisor.state.make()
