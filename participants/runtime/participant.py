@@ -51,6 +51,9 @@ class Participant:
     private_tables: tables the participant keeps for itself: created, not shown by `state`.
     replay_history: when the participant first joins a running system, handle every event
         still in the stream (True, the default) or only events published from then on.
+    interleave: on PostgreSQL, let the handlers of one batch take turns at their `Statement`s
+        so that those share round trips (True, the default; events of one sale never
+        interleave). False when a handler reads a row another sale shares and then writes it.
     """
 
     name: str
@@ -60,6 +63,7 @@ class Participant:
     requests: dict[str, RequestHandler] = field(default_factory=dict)
     private_tables: Sequence[type[SQLModel]] = ()
     replay_history: bool = True
+    interleave: bool = True
     # Optional: makes a Simulation, so `sagactl bench --raw` can measure the messaging alone.
     simulate: Callable[[], Simulation] | None = None
     # Optional: (seconds, handler) run every so often like a request with an empty body, its

@@ -49,17 +49,23 @@ def _default_deadline() -> float | None:
     return rules.parse_deadline(os.environ.get(rules.DEADLINE_ENV), rules.DEADLINE_ENV)
 
 
-def _open(session: Session, sale: Sale, deadline_s: float | None) -> Event:
-    """Store a PENDING sale; return its CREATED_SALE event (which needs the new id). With a
-    deadline the event says when it falls (`deadline_at`, for trace); the row is what counts."""
-    deadline_at = None if deadline_s is None else time.time() + deadline_s
-    row = OPEN.run(session, product_id=sale.product_id, user_id=sale.user_id, value=to_cents(sale.value),
-                   quantity=sale.quantity, deadline_at=deadline_at).fetchone()
-    event = new_event(CREATED_SALE, int(row[0]), sale, PRODUCER)
-    if deadline_at is None:
-        return event
-    when = datetime.fromtimestamp(deadline_at, timezone.utc).isoformat(timespec="milliseconds")
-    return Event(**event.model_dump(), deadline_at=when)
+def _open(session: Session, sales: list[tuple[Sale, float | None]]) -> list[Event]:
+    """Store PENDING sales (one statement each, on PostgreSQL all in one round trip); return
+    their CREATED_SALE events (which need the new ids). With a deadline the event says when it
+    falls (`deadline_at`, for trace); the row is what counts."""
+    now = time.time()
+    deadlines = [None if deadline_s is None else now + deadline_s for _, deadline_s in sales]
+    opened = OPEN.run_each(session, [
+        {"product_id": sale.product_id, "user_id": sale.user_id, "value": to_cents(sale.value), "quantity": sale.quantity,
+         "deadline_at": deadline_at} for (sale, _), deadline_at in zip(sales, deadlines)])
+    events = []
+    for (sale, _), deadline_at, result in zip(sales, deadlines, opened):
+        event = new_event(CREATED_SALE, int(result.fetchone()[0]), sale, PRODUCER)
+        if deadline_at is not None:
+            when = datetime.fromtimestamp(deadline_at, timezone.utc).isoformat(timespec="milliseconds")
+            event = Event(**event.model_dump(), deadline_at=when)
+        events.append(event)
+    return events
 
 
 def _deadline_of(body: dict[str, Any]) -> float | None:
@@ -84,7 +90,7 @@ def submit(body: dict[str, Any], session: Session) -> tuple[dict[str, Any], list
             existing = session.get(SaleRow, known.sale_id)
             status = existing.status.name if existing is not None else "UNKNOWN"
             return {"sale_id": known.sale_id, "status": status, "repeated": True}, []
-    event = _open(session, sale, _deadline_of(body))
+    event, = _open(session, [(sale, _deadline_of(body))])
     if request_id is not None:
         session.add(SubmitKey(request_id=request_id, sale_id=event.sale_id))
     return {"sale_id": event.sale_id, "status": SaleStatus.PENDING.name}, [event]
@@ -108,7 +114,7 @@ def submit_many(body: dict[str, Any], session: Session) -> tuple[dict[str, Any],
                           _deadline_of(item)))
         except ContractError as exc:
             raise ContractError(f"sales[{index}]: {exc}") from None
-    events = [_open(session, sale, deadline_s) for sale, deadline_s in sales]
+    events = _open(session, sales)
     return {"sales": [{"sale_id": e.sale_id, "status": SaleStatus.PENDING.name} for e in events]}, events
 
 
