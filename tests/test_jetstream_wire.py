@@ -91,6 +91,26 @@ async def test_pull_consumer_delivers_everything_and_keeps_credit(nats_url: str,
         await nc.close()
 
 
+async def test_a_subscription_without_callback_queues_its_messages_for_draining(nats_url: str) -> None:
+    """PullConsumer drains nats-py's `_pending_queue` itself (no task per message): messages
+    arrive there, in order, counted in `_pending_size`, and nothing else takes them."""
+    nc = await nats.connect(nats_url)
+    try:
+        sub = await nc.subscribe("probe.drain", pending_msgs_limit=-1, pending_bytes_limit=-1)
+        for n in range(5):
+            await nc.publish("probe.drain", b"%d" % n)
+        await nc.flush()
+
+        async def queued() -> bool:
+            return sub._pending_queue.qsize() == 5
+
+        await eventually(queued, "five messages queued", 10)
+        assert sub._pending_size == 5
+        assert [sub._pending_queue.get_nowait().data for _ in range(5)] == [b"0", b"1", b"2", b"3", b"4"]
+    finally:
+        await nc.close()
+
+
 async def test_commands_sent_at_once_arrive_as_nc_publish_sends_them(nats_url: str) -> None:
     """send_all writes on nats-py's own outgoing buffer (`_pending`, `_pending_data_size`,
     `_flush_pending`): what arrives must be what `nc.publish` would have sent."""

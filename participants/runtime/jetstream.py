@@ -19,7 +19,8 @@ validates both subjects, encodes the headers and looks at the flusher for every 
 
 This is the one module that relies on nats-py 2.16.0's (pinned) internals: a status message
 carries `{"Status": "408", "Description": ...}` in `msg.headers`, with empty data, and the
-client's outgoing buffer is `_pending` / `_pending_data_size`, flushed by `_flush_pending`.
+client's outgoing buffer is `_pending` / `_pending_data_size`, flushed by `_flush_pending`; a
+subscription without a callback queues its messages on `_pending_queue` (counted in `_pending_size`).
 tests/test_jetstream_wire.py fails loudly if either changes.
 """
 
@@ -160,13 +161,23 @@ class PullConsumer:
         self._heard_at = time.monotonic()
         self._served_at = time.monotonic()  # the last message or expired request: the consumer serves us
         self._buffer: deque[Msg] = deque()
-        self._ready = asyncio.Event()
         self._stopping = False
         self.problems: deque[str] = deque(maxlen=20)  # 409 descriptions, for the participant's log
 
     async def start(self) -> None:
-        self._sub = await self._nc.subscribe(self._inbox, cb=self._on_message, pending_msgs_limit=-1, pending_bytes_limit=-1)
+        # No callback: the client queues what arrives and `_drain` takes it all in one go when the
+        # batch loop asks, with no task step and no coroutine per message.
+        self._sub = await self._nc.subscribe(self._inbox, pending_msgs_limit=-1, pending_bytes_limit=-1)
         await self._top_up()
+
+    def _drain(self) -> None:
+        if self._sub is None:
+            return
+        queue = self._sub._pending_queue
+        while not queue.empty():
+            msg = queue.get_nowait()
+            self._sub._pending_size -= len(msg.data)
+            self._on_message(msg)
 
     async def stop(self, grace_s: float = 1.0) -> None:
         """Stop pulling and give back what was delivered but never handed out.
@@ -182,6 +193,7 @@ class PullConsumer:
         while self._owed > 0 and self._nc.is_connected and time.monotonic() < deadline:
             heard = self._heard_at
             await asyncio.sleep(0.05)
+            self._drain()
             if self._heard_at == heard and time.monotonic() - heard > 0.2:
                 break  # nothing more is coming now; an idle request expires by itself
             await self._give_back()
@@ -193,6 +205,7 @@ class PullConsumer:
         await self._give_back()
 
     async def _give_back(self) -> None:
+        self._drain()
         while self._buffer:
             msg = self._buffer.popleft()
             if msg.reply:
@@ -205,6 +218,7 @@ class PullConsumer:
     def served_recently(self) -> bool:
         """Whether the consumer answered our pull requests lately (a message, or one expiring
         empty): a deleted consumer or a server that lost it answers with errors or not at all."""
+        self._drain()
         return time.monotonic() - self._served_at < self._expires_s + SERVED_GRACE_S
 
     def forget_requests(self) -> None:
@@ -213,16 +227,23 @@ class PullConsumer:
 
     async def next_batch(self, timeout: float) -> list[Msg]:
         """Up to `batch` buffered messages; waits at most `timeout` for the first one."""
+        self._drain()
         await self._top_up()
         if not self._buffer:
-            self._ready.clear()
+            assert self._sub is not None
             try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
+                first = await asyncio.wait_for(self._sub._pending_queue.get(), timeout)
             except asyncio.TimeoutError:
                 if time.monotonic() - self._heard_at > self._expires_s + 1.0:
                     self._owed = 0
                 await self._top_up()
                 return []
+            self._sub._pending_size -= len(first.data)
+            self._on_message(first)
+            # What arrived in the same read (a ping, a control request) woke its own task in this
+            # same step: let it run before a batch that may hold the loop for a busy timeout.
+            await asyncio.sleep(0)
+            self._drain()
         take = min(len(self._buffer), self._batch)
         batch = [self._buffer.popleft() for _ in range(take)]
         await self._top_up()
@@ -237,7 +258,7 @@ class PullConsumer:
             self._owed += self._batch
             await self._nc.publish(self._api, self._request, reply=self._inbox)
 
-    async def _on_message(self, msg: Msg) -> None:
+    def _on_message(self, msg: Msg) -> None:
         self._heard_at = time.monotonic()
         status = status_of(msg)
         if status is None:
@@ -245,7 +266,6 @@ class PullConsumer:
             if self._owed > 0:
                 self._owed -= 1
             self._buffer.append(msg)
-            self._ready.set()
             return
         # 408 request expired, 409 consumer deleted / leadership change / max waiting, 404 none.
         headers = msg.headers or {}
@@ -258,7 +278,6 @@ class PullConsumer:
             self._served_at = self._heard_at
         if status == "409":
             self.problems.append(str(headers.get(DESCRIPTION, "409")))
-        self._ready.set()  # wake the loop so it sends a new request
 
 
 class _Pending:
