@@ -64,12 +64,16 @@ def main() -> None:
 # Where a sample's stack is, by the first matching rule (the groups in docs/performance.md).
 GROUPS = (
     ("sqlite commit", ("do_commit",)),
-    ("SQL on the driver cursor (handlers, inbox, outbox, marks)", ("lean.py", "run_many", "seen (transaction")),
+    ("SQL on the driver cursor (handlers, inbox, outbox, marks)", ("sql.py", "results.py", "seen (transaction")),
     ("event bodies (parse, copy, serialize)", ("follow (contract", "to_bytes", "parse_event", "new_event")),
     ("NATS client and event loop", ("nats/aio", "jetstream.py", "uvloop")),
     ("SQLAlchemy (session, transaction)", ("sqlalchemy", "sqlmodel")),
     ("structured log", ("eventlog", "_log_outcome")),
 )
+
+
+# Threads that only wait (the metrics server's): left out of every share.
+IDLE = ("serve_forever", "Thread._bootstrap")
 
 
 def groups(lines: list[str]) -> collections.Counter[str]:
@@ -86,7 +90,7 @@ def summarize(name: str, raw_file: Path, top: int) -> None:
     inclusive: collections.Counter[str] = collections.Counter()
     total = 0
     try:
-        lines = raw_file.read_text().splitlines()
+        lines = [line for line in raw_file.read_text().splitlines() if not any(mark in line for mark in IDLE)]
     except FileNotFoundError:
         print(f"== {name}: no profile (is py-spy installed and allowed to attach?)")
         return
