@@ -1,11 +1,11 @@
 """PostgreSQL: a batch's handlers take turns, so that their statements share round trips.
 
-On PostgreSQL each statement a handler runs is a round trip to the server (about 190 µs on the
-2-core machine, 85 of them the participant's own CPU; docs/performance.md), and a batch's
-handlers ran one after the other: 64 inventory events, 128 round trips. Here each fresh event of
-a batch is handled in a greenlet of its own. A `Statement` run in a handler is queued and the
-handler gives way; once every handler waits on a statement (or has finished), the queued
-statements go to the server in one pipeline (psycopg's pipeline mode: one round trip) and each
+On PostgreSQL each statement a handler runs is a round trip to the server (an UPDATE by key:
+about 190 µs on the 2-core machine, 85 of them the participant's own CPU; docs/performance.md),
+and a batch's handlers ran one after the other: 64 inventory events, 128 round trips. Here each
+fresh event of a batch is handled in a greenlet of its own. A `Statement` run in a handler is
+queued and the handler gives way; once every handler waits on a statement (or has finished), the
+queued statements go to the server in one pipeline (results.run_each: one round trip) and each
 handler resumes with its result. The same 64 events take two round trips of handler statements.
 
 What this asks of a handler is what replicas of a participant already ask of it

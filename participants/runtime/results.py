@@ -5,7 +5,7 @@ psycopg's `executemany` in a pipeline costs the participant 20-26 µs of CPU a s
 prepared statements sent on the libpq connection underneath (`psycopg.pq`, psycopg's documented
 libpq wrapper), one pipeline and one sync for all, cost 3 µs (docs/performance.md). Parameters
 are dumped and results loaded by psycopg's own `Transformer`, so values come back as the cursor
-gives them. tests/test_pipelined_sql.py holds both paths equal.
+gives them. tests/test_postgres_batches.py holds both paths equal.
 """
 
 from __future__ import annotations
@@ -80,24 +80,14 @@ def run_each(driver: Any, statements: Sequence[tuple[bytes, Sequence[Any]]]) -> 
     text = PyFormat.TEXT
     pgconn.enter_pipeline_mode()
     try:
-        for sql, values in statements:
-            pgconn.send_query_prepared(names[sql], transformer.dump_sequence(values, [text] * len(values)))
-        pgconn.pipeline_sync()
-        while pgconn.flush():
-            select.select([], [pgconn.socket], [])
-        raw = []
-        while True:
-            while pgconn.is_busy():
-                select.select([pgconn.socket], [], [])
-                pgconn.consume_input()
-            result = pgconn.get_result()
-            if result is None:  # the end of one statement's results
-                continue
-            if result.status == pq.ExecStatus.PIPELINE_SYNC:
-                break
-            raw.append(result)
-    finally:
-        pgconn.exit_pipeline_mode()
+        raw = _send(pgconn, [(names[sql], transformer.dump_sequence(values, [text] * len(values))) for sql, values in statements])
+    except BaseException:
+        try:  # the connection broke (it is reset by its keeper) or we were interrupted: say why, not this
+            pgconn.exit_pipeline_mode()
+        except Exception:
+            pass
+        raise
+    pgconn.exit_pipeline_mode()
     results = []
     for result in raw:
         if result.status not in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
@@ -115,3 +105,25 @@ def run_each(driver: Any, statements: Sequence[tuple[bytes, Sequence[Any]]]) -> 
             count = tuples if tuples is not None else -1
         results.append(Result(count, description, rows))
     return results
+
+
+def _send(pgconn: Any, prepared: list[tuple[bytes, list[Any]]]) -> list[Any]:
+    """Send prepared statements and a sync on a connection in pipeline mode; their results."""
+    from psycopg import pq
+
+    for name, params in prepared:
+        pgconn.send_query_prepared(name, params)
+    pgconn.pipeline_sync()
+    while pgconn.flush():
+        select.select([], [pgconn.socket], [])
+    raw = []
+    while True:
+        while pgconn.is_busy():
+            select.select([pgconn.socket], [], [])
+            pgconn.consume_input()
+        result = pgconn.get_result()
+        if result is None:  # the end of one statement's results
+            continue
+        if result.status == pq.ExecStatus.PIPELINE_SYNC:
+            return raw
+        raw.append(result)
