@@ -252,7 +252,7 @@ kinds = st.sampled_from([CREATED_SALE, CREATED_SALE, CANCELED_SALE, FAILED_PAYME
 runs = st.lists(st.tuples(kinds, st.integers(1, 12), st.integers(0, 3)), min_size=1, max_size=60)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(run=runs, batch=st.integers(2, 24))
 def test_in_turns_decides_what_one_after_the_other_decides(pg: PostgresBackend, run, batch) -> None:  # type: ignore[no-untyped-def]
     decided = {}
