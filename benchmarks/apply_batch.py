@@ -11,6 +11,7 @@ this process's CPU per event (the server's CPU is not counted).
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 import time
@@ -28,9 +29,10 @@ DATABASE = "sagactl_apply_batch"
 
 def main() -> None:
     target, size, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    admin = None
+    admin = folder = None
     if target == "sqlite":
-        url = f"sqlite:///{tempfile.mkdtemp(prefix='sagactl-apply-batch-')}/inventory.db"
+        folder = tempfile.mkdtemp(prefix="sagactl-apply-batch-")
+        url = f"sqlite:///{folder}/inventory.db"
     else:
         import psycopg
 
@@ -66,6 +68,8 @@ def main() -> None:
               f"(wall), {1e6 * cpu / events:.1f} µs of this process's CPU")
     finally:
         engine.dispose()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
         if admin is not None:
             admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
             admin.close()
