@@ -23,7 +23,8 @@ from participants.builtin import inventory
 from participants.contract import CANCELED_SALE, CREATED_SALE, FAILED_PAYMENT, FINALIZED_SALE, Event, new_event, parse_sale
 from participants.runtime import Participant, Statement
 from participants.runtime.database import create_schema, make_engine, seed_once, utc_datetime
-from participants.runtime.results import numbered, run_each
+from participants.runtime.results import run_each
+from participants.runtime.sql import numbered
 from participants.runtime.transaction import Applied, apply_batch, apply_event, mark_sent
 
 pytestmark = pytest.mark.postgres

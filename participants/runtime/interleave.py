@@ -51,10 +51,9 @@ class Turns:
         self._hub = greenlet.getcurrent()
         self._queued: list[tuple[Any, bytes, Sequence[Any]]] = []  # (greenlet, sql, values)
         self._results: dict[Any, Result] = {}
-        self.round_trips = 0  # pipelines sent: what the batch cost in waiting for the server
 
     def execute(self, sql: bytes, values: Sequence[Any]) -> Any:
-        """Run a statement (`results.numbered` SQL and its values): from a handler, give way
+        """Run a statement (`sql.numbered` SQL and its values): from a handler, give way
         until it ran with the others queued; its result, read as a cursor's."""
         current = greenlet.getcurrent()
         if current is self._hub:
@@ -71,7 +70,6 @@ class Turns:
         queued, self._queued = self._queued, []
         for (waiting, _, _), result in zip(queued, run_each(self._driver, [(sql, values) for _, sql, values in queued])):
             self._results[waiting] = result
-        self.round_trips += 1
         return [waiting for waiting, *_ in queued]
 
 
@@ -79,9 +77,9 @@ def run(turns: Turns, keys: Sequence[Hashable], calls: Sequence[Callable[[], T]]
         on_first: Callable[[], None] = lambda: None) -> list[T]:
     """Run `calls` taking turns at their statements; their results in order.
 
-    `on_first` runs once, when the first of them has finished.
-    Calls with equal keys (one sale's events) run one after the other, in order. The first
-    exception of any call, or of a pipeline, ends the others where they wait and is raised.
+    Calls with equal keys (one sale's events) run one after the other, in order. `on_first` runs
+    once, when the first of them has finished. The first exception of any call, or of a round
+    trip, ends the others where they wait and is raised.
     """
     results: list[Any] = [None] * len(calls)
     errors: list[BaseException] = []

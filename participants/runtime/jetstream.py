@@ -175,9 +175,13 @@ class PullConsumer:
             return
         queue = self._sub._pending_queue
         while not queue.empty():
-            msg = queue.get_nowait()
-            self._sub._pending_size -= len(msg.data)
-            self._on_message(msg)
+            self._take(queue.get_nowait())
+
+    def _take(self, msg: Msg) -> None:
+        """A message off the subscription's queue, counted out of it as nats-py does."""
+        assert self._sub is not None
+        self._sub._pending_size -= len(msg.data)
+        self._on_message(msg)
 
     async def stop(self, grace_s: float = 1.0) -> None:
         """Stop pulling and give back what was delivered but never handed out.
@@ -238,8 +242,7 @@ class PullConsumer:
                     self._owed = 0
                 await self._top_up()
                 return []
-            self._sub._pending_size -= len(first.data)
-            self._on_message(first)
+            self._take(first)
             # What arrived in the same read (a ping, a control request) woke its own task in this
             # same step: let it run before a batch that may hold the loop for a busy timeout.
             await asyncio.sleep(0)

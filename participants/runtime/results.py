@@ -10,12 +10,10 @@ gives them. tests/test_postgres_batches.py holds both paths equal.
 
 from __future__ import annotations
 
-import re
 import select
 from typing import Any, Iterator, Sequence
 from weakref import WeakKeyDictionary
 
-_NAMED = re.compile(r"(?<!:):([A-Za-z_][A-Za-z0-9_]*)")
 
 
 class Result:
@@ -41,23 +39,12 @@ class Result:
         return iter(self.fetchall())
 
 
-def numbered(sql: str) -> tuple[bytes, tuple[str, ...]]:
-    """`:name` parameters as PostgreSQL's `$1, $2 ...`; the names in that order."""
-    names: list[str] = []
-
-    def number(match: re.Match[str]) -> str:
-        if match.group(1) not in names:
-            names.append(match.group(1))
-        return f"${names.index(match.group(1)) + 1}"
-    return _NAMED.sub(number, sql).encode(), tuple(names)
-
-
 # The statements prepared on each connection (they live as long as it does).
 _prepared: WeakKeyDictionary[Any, dict[bytes, bytes]] = WeakKeyDictionary()
 
 
 def run_each(driver: Any, statements: Sequence[tuple[bytes, Sequence[Any]]]) -> list[Result]:
-    """Run (`numbered` SQL, values) statements in one round trip, in order; each one's result.
+    """Run (`sql.numbered` SQL, values) statements in one round trip, in order; each one's result.
 
     Inside the transaction psycopg began on `driver` (begun here if it was not yet). The first
     statement that fails raises its error (the transaction is then aborted, as with a cursor).

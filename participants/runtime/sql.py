@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
 from participants.runtime.interleave import TURNS
-from participants.runtime.results import Result, numbered, run_each
+from participants.runtime.results import Result, run_each
 
 _CURSOR = "sagactl.lean.cursor"
 _NAMED = re.compile(r"(?<!:):([A-Za-z_][A-Za-z0-9_]*)")
@@ -30,6 +30,17 @@ _NAMED = re.compile(r"(?<!:):([A-Za-z_][A-Za-z0-9_]*)")
 def _forget_cursor(session: OrmSession, _transaction: Any) -> None:
     # A cursor belongs to the connection of one transaction; the next one may use another.
     session.info.pop(_CURSOR, None)
+
+
+def numbered(sql: str) -> tuple[bytes, tuple[str, ...]]:
+    """`:name` parameters as PostgreSQL's `$1, $2 ...`; the names in that order."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+    return _NAMED.sub(number, sql).encode(), tuple(names)
 
 
 class Statement:

@@ -22,8 +22,8 @@ from __future__ import annotations
 import enum
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import orjson
