@@ -51,6 +51,7 @@ from sagactl.check import CheckReport, run_checks
 from sagactl.client import SagaClient, SaleOutcome
 from sagactl.errors import SagactlError, Unavailable
 from sagactl.snapshot import read_rows
+from sagactl.system.forking import ParticipantProcess
 from sagactl.system.processes import pid_alive, read_pid, stop_pid
 from sagactl.system.statedir import StateDir
 from sagactl.system.supervisor import Supervisor
@@ -105,7 +106,7 @@ class Chaos:
     def _async(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=60)
 
-    def _start(self, name: str, replica: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes] | None:
+    def _start(self, name: str, replica: int, env: dict[str, str] | None = None) -> ParticipantProcess | None:
         """Start one process of a participant as `up` would (its replica count), wait until ready."""
         count = int((self.system.state.load_system().get("replicas") or {}).get(name, 1))
         log_file = self.system.state.log_file(name, replica)

@@ -21,6 +21,7 @@ from participants.runtime.loader import BUILT_IN
 from participants.runtime.settings import db_url_env, to_env
 from sagactl.errors import Unavailable, UsageError
 from sagactl.system.connection import CONNECTION_FILE_VARIABLES
+from sagactl.system.forking import ParticipantProcess, fork_server, stop_fork_server
 from sagactl.system.processes import (
     READY_TIMEOUT_S,
     free_port,
@@ -165,22 +166,28 @@ class Supervisor:
 
     def start_participant(
         self, name: str, reference: str, replica: int, nats_urls: list[str], extra_env: dict[str, str] | None = None
-    ) -> subprocess.Popen[bytes]:
+    ) -> ParticipantProcess:
+        """Start one participant process (forked from this state dir's preloaded interpreter when
+        it can be: sagactl/system/forking.py) and write its pid file."""
         log_file = self.state.log_file(name, replica)
-        command = [sys.executable, "-m", "participants.runtime", reference]
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=open(log_file, "ab"),
-            stderr=subprocess.STDOUT,
-            env=self.participant_env(name, replica, nats_urls, extra_env or {}),
-            start_new_session=True,
-            cwd=(self.state.load_system().get("directories") or {}).get(name) or os.getcwd(),
-        )
+        env = self.participant_env(name, replica, nats_urls, extra_env or {})
+        cwd = (self.state.load_system().get("directories") or {}).get(name) or os.getcwd()
+        server = fork_server(self.state.root)
+        process: ParticipantProcess | None = server.spawn(reference, env, cwd, log_file) if server else None
+        if process is None:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "participants.runtime", reference],
+                stdin=subprocess.DEVNULL,
+                stdout=open(log_file, "ab"),
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                cwd=cwd,
+            )
         self.state.pid_file(name, replica).write_text(str(process.pid))
         return process
 
-    def wait_ready(self, started: list[tuple[str, int, subprocess.Popen[bytes], int]]) -> None:
+    def wait_ready(self, started: list[tuple[str, int, ParticipantProcess, int]]) -> None:
         """Wait until each started process logged `ready`; on failure stop them all and explain."""
         deadline = time.monotonic() + READY_TIMEOUT_S
         pending = list(started)
@@ -290,6 +297,7 @@ class Supervisor:
                 os.kill(info.pid, signal.SIGKILL if kill else signal.SIGTERM)
         for info in infos:
             self.stop_participant(info.name, info.replica, kill=kill)
+        stop_fork_server(self.state.root)
         if self.state.load_system().get("cluster"):
             from sagactl.system.cluster import EmbeddedCluster
 
