@@ -27,6 +27,11 @@ import orjson
 
 from participants.runtime.__main__ import main as run_participant
 
+try:  # what run() installs: imported here once too (no participant's own module is, see above)
+    import uvloop  # noqa: F401
+except ImportError:
+    pass
+
 
 def serve() -> None:
     requests, replies = sys.stdin.buffer, sys.stdout.buffer
