@@ -13,10 +13,11 @@ for _name in ("COLUMNS", "LINES"):
     os.environ.pop(_name, None)
 
 
-# --- Parallel runs (pytest-xdist, `-n 6` in pyproject's addopts; `-n 0` runs in this process) ---
-# Most tests start a system of their own and spend their time waiting on its processes; since
-# those processes are forks (sagactl/system/forking.py) four workers left the two cores idle a
-# third of the time (1.4 cores busy, 298 s), six keep 1.6 busy (269 s). A module whose tests share a module-scoped fixture (one system
+# --- Parallel runs (pytest-xdist, `-n 4` in pyproject's addopts; `-n 0` runs in this process) ---
+# Most tests start a system of their own and spend their time waiting on its processes. Four
+# workers: since those processes are forks (sagactl/system/forking.py) four leave the two cores
+# idle about a third of the time, but six starved the tutorial's sequential commands under CI
+# (a `timeout 5` around `sagactl participant run` expired before it printed anything). A module whose tests share a module-scoped fixture (one system
 # for its read-only tests) runs whole on one worker, or each worker would start that system
 # again; every other test is scheduled on its own. The list is checked at collection: a module
 # that starts sharing a fixture and is missing here fails the run instead of slowing it down.
